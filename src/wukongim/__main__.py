@@ -1,0 +1,3 @@
+from wukongim.cli import main
+
+raise SystemExit(main())
