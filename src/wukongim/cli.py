@@ -35,7 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "serve":
-        from wukongim import app  # noqa: PLC0415 - keep `simulate` free of server imports
+        from wukongim.app import run as run_app  # noqa: PLC0415 - keep `simulate` light
         from wukongim.config import load_config  # noqa: PLC0415
 
         logging.basicConfig(
@@ -55,11 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "fsync": False if args.no_fsync else None,
             },
         )
-        return app.run(config)
+        return run_app(config)
     if args.command == "simulate":
-        from wukongim.sim import runner  # noqa: PLC0415
+        from wukongim.sim.runner import main as run_simulator  # noqa: PLC0415
 
-        return runner.main(
+        return run_simulator(
             seeds=args.seeds, first_seed=args.first_seed, seed=args.seed, steps=args.steps
         )
     return 2
