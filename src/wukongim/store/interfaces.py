@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LogEntry:
-    """One Raft log entry. `kind`: 0 normal, 1 configuration change (see raft/)."""
+    """One Raft log entry. `kind`: 0 normal, 1 configuration change (see raft/).
+
+    Treat it as immutable. It is not `frozen` only because a frozen dataclass's __init__ costs
+    about 1 µs more (1.5 vs 0.4 µs measured here), and one is built per message on the hot
+    path (proposal, append, decode)."""
 
     index: int
     term: int
@@ -65,7 +69,12 @@ class RaftLogStore(Protocol):
     def set_hard_state(self, group: int, hard_state: HardState) -> None: ...
 
     def apply_snapshot(self, group: int, meta: SnapshotMeta, data: bytes) -> None:
-        """Store a snapshot and drop every entry up to and including meta.index."""
+        """Store a snapshot and drop every entry up to and including meta.index.
+
+        Entries after meta.index are kept only if the stored entry at meta.index has meta.term
+        (Raft §7: a local snapshot keeps its suffix); otherwise (a snapshot received from the
+        leader, which replaced the log) every entry is dropped and the log restarts at
+        meta.index + 1."""
         ...
 
     def compact(self, group: int, upto_index: int) -> None:
