@@ -1,1 +1,2 @@
-"""wukongim.node."""
+"""wukongim.node: one node's Raft groups, state machines and log store, stepped synchronously
+(`node.Node`), shared by the asyncio server and the simulator."""

@@ -1,0 +1,354 @@
+"""The Raft loop: the asyncio driver of `node.Node` (ARCHITECTURE §4, STYLE §2 "the node loop").
+
+One task (`run()`) owns the node's loop turns. Everything else only queues input and wakes it:
+
+* a timer adds a tick every `tick_s` (the core counts time in ticks: with the defaults an
+  election timeout is 10-20 ticks);
+* peer links hand in Raft messages (`on_peer_messages`, the PeerLinks callback);
+* `propose()` / `read()` call the node at once (allowed at any point of a turn) and wait.
+
+A turn, when there is work, in etcd's order and for all groups at once:
+
+    inbound messages, then ticks -> node.step() / node.tick()
+    batch = node.collect_ready()
+    node.persist(batch)                  buffered writes
+    await committer.commit()             ONE fsync'd batch, in the executor (GroupCommitter)
+    out = node.after_sync(batch)         messages per peer, applied entries, reads
+    transport.send_many(peer, ...)       one BatchMessage per peer per turn (PeerLinks)
+    resolve proposal waiters and reads
+
+While a sync is in flight, proposals and messages keep arriving; the next turn takes them all,
+so the batch size grows with the load (group commit) and the loop never blocks on the disk.
+
+Raft messages travel as nodewire Messages of type 1, one per Raft message, content =
+`raft.encode_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from wukongim.ids import NodeId
+from wukongim.node.node import Node, NodeOutput, StateMachine
+from wukongim.protocol import nodewire as nw
+from wukongim.raft import DecodeError, Message, NotLeader, decode_message, encode_message
+
+__all__ = [
+    "RAFT_MESSAGE_TYPE",
+    "Committer",
+    "NotLeader",
+    "RaftLoop",
+    "RaftLoopConfig",
+    "Transport",
+]
+
+log = logging.getLogger(__name__)
+
+SLOW_SYNC_S = 0.5  # log syncs slower than this: they delay heartbeats toward election timeouts
+RAFT_MESSAGE_TYPE = 1  # nodewire Message.msg_type of a Raft message (upstream: slot raft)
+
+T = TypeVar("T")
+_Query = Callable[[StateMachine], object]
+Waiter = Callable[[object, BaseException | None], None]
+
+
+class Committer(Protocol):
+    async def commit(self) -> None:
+        """Return once every write buffered in the log store so far is durable."""
+        ...
+
+
+class Transport(Protocol):
+    def send_many(self, node_id: NodeId, messages: Iterable[nw.Message]) -> int:
+        """Queue messages for a peer (they leave together this loop turn); returns drops."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RaftLoopConfig:
+    tick_s: float = 0.1
+    # After a stall, catch up at most this many ticks at once: time lost in a stall is not
+    # replayed, so a stall alone never looks like an election timeout.
+    ticks_per_turn_max: int = 2
+    inbox_messages_max: int = 200_000  # inbound Raft messages waiting for a turn; then drop
+    propose_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    # A turn starts at least this long after the previous one started: at moderate load the
+    # work of several wake-ups shares one turn (one sync, one write per peer) at the price of
+    # at most this much latency per hop. 0 = start a turn as soon as there is work.
+    turn_gap_min_s: float = 0.0
+
+
+@dataclass(slots=True)
+class RaftLoopStats:
+    turns: int = 0
+    syncs: int = 0
+    ticks: int = 0
+    stepped: int = 0
+    dropped_inbound: int = 0
+    undecodable: int = 0
+    applied: int = 0
+    sync_s_total: float = 0.0  # time turns spent waiting for the log sync
+    sync_s_max: float = 0.0
+
+
+class RaftLoop:
+    """Drives one Node. Start `run()` in the app's TaskGroup; cancel it to stop."""
+
+    def __init__(
+        self,
+        node: Node,
+        committer: Committer,
+        transport: Transport | None = None,
+        config: RaftLoopConfig | None = None,
+    ) -> None:
+        self.node = node
+        self.committer = committer
+        self.transport = transport  # set before run() when links are built after the loop
+        self.config = config or RaftLoopConfig()
+        self.stats = RaftLoopStats()
+        self._wake = asyncio.Event()
+        self._inbox: list[nw.Message] = []
+        self._ticks_due = 0
+        # (group, index) -> (term, waiter, generation): the waiter is called once, at apply
+        self._proposals: dict[tuple[int, int], tuple[int, Waiter, int]] = {}
+        self._generation = 0  # advances every propose_timeout_s; see _expire_proposals
+        self._ticks_in_generation = 0
+        self._reads: dict[bytes, tuple[int, asyncio.Future[object], _Query | None]] = {}
+        self._read_ids = itertools.count(1)
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._running = False
+
+    # ---- inputs
+
+    def on_peer_messages(self, peer: NodeId, messages: list[nw.Message]) -> None:
+        """PeerLinks callback: queue inbound Raft messages for the next turn."""
+        inbox = self._inbox
+        room = self.config.inbox_messages_max - len(inbox)
+        if room < len(messages):
+            self.stats.dropped_inbound += len(messages) - max(room, 0)
+            messages = messages[: max(room, 0)]
+        inbox.extend(messages)
+        self._wake.set()
+
+    async def propose(self, group: int, data: bytes) -> object:
+        """Replicate `data` in `group`; return the state machine's result once it is applied
+        here. Raises NotLeader (with the leader hint) if this node is not the group's leader or
+        the entry was overwritten by a new leader; TimeoutError after `propose_timeout_s`."""
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        def waiter(result: object, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        key = self._register(group, data, waiter)
+        try:
+            async with asyncio.timeout(self.config.propose_timeout_s):
+                return await future
+        finally:
+            pending = self._proposals.get(key)
+            if pending is not None and pending[1] is waiter:
+                del self._proposals[key]
+
+    def propose_nowait(
+        self, group: int, data: bytes, on_done: Callable[[object, BaseException | None], None]
+    ) -> None:
+        """Callback form of `propose` for hot paths (no future, no task): the loop calls
+        `on_done(result, None)` right after apply, or `on_done(None, error)` (NotLeader if the
+        entry was overwritten, TimeoutError after 1-2 x propose_timeout_s); it must not raise.
+        Raises NotLeader at once if this node cannot propose."""
+        self._register(group, data, on_done)
+
+    def _register(self, group: int, data: bytes, waiter: Waiter) -> tuple[int, int]:
+        proposal = self.node.propose(group, data)
+        if proposal is None:
+            raise NotLeader(self.node.leader(group))
+        key = (group, proposal.index)
+        self._proposals[key] = (proposal.term, waiter, self._generation)
+        self._wake.set()
+        return key
+
+    async def read(self, group: int, query: Callable[[StateMachine], T] | None = None) -> T | int:
+        """Linearizable read (read index). Once the group's read index is applied here, run
+        `query(state_machine)` at that point and return its result (or the read index if no
+        query). Raises NotLeader when no leader is known; TimeoutError if leadership changed
+        under the request (retry)."""
+        ctx = _READ_ID.pack(next(self._read_ids))
+        if not self.node.read_index(group, ctx):
+            raise NotLeader(self.node.leader(group))
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = (group, future, query)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self.config.read_timeout_s):
+                result = await future
+        finally:
+            self._reads.pop(ctx, None)
+        return result  # type: ignore[return-value]  # query's T, or the int index
+
+    def leader(self, group: int) -> int:
+        return self.node.leader(group)
+
+    # ---- the loop
+
+    async def run(self) -> None:
+        """Run turns until cancelled. A failed sync ends the loop with its error (the log store
+        is unusable; the node must restart)."""
+        assert not self._running, "run() twice"
+        self._running = True
+        self._arm_tick()
+        loop = asyncio.get_running_loop()
+        gap_s = self.config.turn_gap_min_s
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                started = loop.time()
+                await self._turn()
+                if gap_s > 0:
+                    rest_s = gap_s - (loop.time() - started)
+                    if rest_s > 0:
+                        await asyncio.sleep(rest_s)
+        finally:
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            self._fail_all(ConnectionAbortedError("raft loop stopped"))
+            self._running = False
+
+    def _arm_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tick_handle = loop.call_later(self.config.tick_s, self._on_tick_timer)
+
+    def _on_tick_timer(self) -> None:
+        self._ticks_due += 1
+        self._wake.set()
+        self._arm_tick()
+        # Expiry runs here, not in a turn: a turn stuck on a slow sync must not stop it.
+        self._ticks_in_generation += 1
+        if self._ticks_in_generation * self.config.tick_s >= self.config.propose_timeout_s:
+            self._ticks_in_generation = 0
+            self._generation += 1
+            self._expire_proposals(self._generation - 2)
+
+    async def _turn(self) -> None:
+        self._feed_inputs()
+        node = self.node
+        batch = node.collect_ready()
+        if not batch:
+            return
+        node.persist(batch)
+        if batch.needs_sync:
+            self.stats.syncs += 1
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await self.committer.commit()
+            sync_s = loop.time() - started
+            self.stats.sync_s_total += sync_s
+            self.stats.sync_s_max = max(self.stats.sync_s_max, sync_s)
+            if sync_s > SLOW_SYNC_S:
+                log.warning("n%d: raft log sync took %.3f s", node.id, sync_s)
+        out = node.after_sync(batch)
+        for group, soft in out.soft_states:
+            log.info("n%d g%d: %s", node.id, group, soft.describe())
+        self.stats.turns += 1
+        self._send(out)
+        self._resolve(out)
+        self._wake.set()  # inputs that arrived during the sync, and work `advance` uncovered
+
+    def _feed_inputs(self) -> None:
+        # Messages before ticks: after a stall (a slow fsync, a busy CPU) the messages that
+        # queued up meanwhile prove the peers alive before time catches up. Ticking first
+        # would make a leader miss its quorum check and a follower time out its leader.
+        if self._inbox:
+            self._step_inbox()
+        ticks = min(self._ticks_due, self.config.ticks_per_turn_max)
+        self._ticks_due = 0
+        for _ in range(ticks):
+            self.node.tick()
+        self.stats.ticks += ticks
+
+    def _expire_proposals(self, generation: int) -> None:
+        """Fail proposals registered in `generation` or before: a leader cut off from its
+        followers never learns whether they commit, and callbacks have no timeout of their own.
+        (An expired proposal may still commit later: callers retry idempotently.)"""
+        expired = [k for k, (_, _, g) in self._proposals.items() if g <= generation]
+        for key in expired:
+            _, waiter, _ = self._proposals.pop(key)
+            waiter(None, TimeoutError("proposal not applied in time"))
+
+    def _step_inbox(self) -> None:
+        node = self.node
+        inbox, self._inbox = self._inbox, []
+        for wire in inbox:
+            if wire.msg_type != RAFT_MESSAGE_TYPE:
+                continue
+            try:
+                msg = decode_message(wire.content)
+            except DecodeError:
+                self.stats.undecodable += 1
+                log.warning("n%d: undecodable raft message", node.id, exc_info=True)
+                continue
+            node.step(msg)
+        self.stats.stepped += len(inbox)
+
+    def _send(self, out: NodeOutput) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for dst, msgs in out.messages.items():
+            transport.send_many(NodeId(dst), _to_wire(msgs))
+
+    def _resolve(self, out: NodeOutput) -> None:
+        proposals = self._proposals
+        if proposals:
+            for applied in out.applied:
+                waiting = proposals.pop((applied.group, applied.index), None)
+                if waiting is None:
+                    continue
+                term, waiter, _ = waiting
+                if applied.term == term:
+                    waiter(applied.result, None)
+                else:
+                    leader = self.node.leader(applied.group)
+                    waiter(None, NotLeader(leader, "proposal overwritten"))
+        self.stats.applied += len(out.applied)
+        for done in out.reads:
+            waiting_read = self._reads.pop(done.context, None)
+            if waiting_read is None:
+                continue
+            group, future, query = waiting_read
+            if future.done():
+                continue
+            if query is None:
+                future.set_result(done.index)
+                continue
+            try:
+                future.set_result(query(self.node.state_machine(group)))
+            except Exception as exc:  # noqa: BLE001 (the caller's query failed: its error)
+                future.set_exception(exc)
+
+    def _fail_all(self, error: BaseException) -> None:
+        proposals, self._proposals = self._proposals, {}
+        for _, waiter, _ in proposals.values():
+            waiter(None, error)
+        for _, future, _ in self._reads.values():
+            if not future.done():
+                future.set_exception(error)
+        self._reads.clear()
+
+
+_READ_ID = struct.Struct(">Q")
+
+
+def _to_wire(msgs: list[Message]) -> list[nw.Message]:
+    return [nw.Message(0, RAFT_MESSAGE_TYPE, 0, encode_message(m)) for m in msgs]
