@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import random
+from operator import attrgetter
 
 from wukongim.raft.confchange import apply_change
 from wukongim.raft.log import RaftLog
@@ -58,6 +59,10 @@ from wukongim.raft.messages import (
     SnapshotMeta,
     decode_conf_change,
     encode_conf_change,
+    make_entries,
+    make_entry,
+    make_hard_state,
+    make_message,
 )
 from wukongim.raft.progress import Progress, ProgressState
 from wukongim.raft.quorum import VoteResult, committed_index, has_quorum
@@ -73,13 +78,53 @@ from wukongim.raft.ready import (
     Role,
     SoftState,
     Status,
+    make_ready,
 )
 
 logger = logging.getLogger(__name__)
 
-MT = MessageType
+
+# Plain-class mirrors of the enums used on the hot paths: on CPython 3.11 reading a member off an
+# Enum class costs about ten times a plain class attribute, and `step` does it per message.
+class MT:
+    MSG_APP = MessageType.MSG_APP
+    MSG_APP_RESP = MessageType.MSG_APP_RESP
+    MSG_VOTE = MessageType.MSG_VOTE
+    MSG_VOTE_RESP = MessageType.MSG_VOTE_RESP
+    MSG_PRE_VOTE = MessageType.MSG_PRE_VOTE
+    MSG_PRE_VOTE_RESP = MessageType.MSG_PRE_VOTE_RESP
+    MSG_HEARTBEAT = MessageType.MSG_HEARTBEAT
+    MSG_HEARTBEAT_RESP = MessageType.MSG_HEARTBEAT_RESP
+    MSG_SNAP = MessageType.MSG_SNAP
+    MSG_TIMEOUT_NOW = MessageType.MSG_TIMEOUT_NOW
+    MSG_READ_INDEX = MessageType.MSG_READ_INDEX
+    MSG_READ_INDEX_RESP = MessageType.MSG_READ_INDEX_RESP
+    MSG_TRANSFER_LEADER = MessageType.MSG_TRANSFER_LEADER
+
+
+class _Role:
+    FOLLOWER = Role.FOLLOWER
+    PRE_CANDIDATE = Role.PRE_CANDIDATE
+    CANDIDATE = Role.CANDIDATE
+    LEADER = Role.LEADER
+
+
+class _Kind:
+    NORMAL = EntryKind.NORMAL
+    CONF_CHANGE = EntryKind.CONF_CHANGE
+
+
+class _PS:
+    PROBE = ProgressState.PROBE
+    REPLICATE = ProgressState.REPLICATE
+    SNAPSHOT = ProgressState.SNAPSHOT
+
+
 # Requests a follower forwards to its leader: they are not bound to a term.
 _TERMLESS = frozenset((MT.MSG_READ_INDEX, MT.MSG_TRANSFER_LEADER))
+_kind_of = attrgetter("kind")
+_VOTE_REQUESTS = frozenset((MT.MSG_VOTE, MT.MSG_PRE_VOTE))
+_FROM_LEADER = frozenset((MT.MSG_APP, MT.MSG_HEARTBEAT, MT.MSG_SNAP))
 _SNAPSHOT_WAIT_ELECTIONS = 2  # a MsgSnap unanswered this many election timeouts is resent
 
 
@@ -121,7 +166,7 @@ class RawNode:
         self.voters: tuple[int, ...] = ()
         self.learners: tuple[int, ...] = ()
         self.prs: dict[int, Progress] = {}
-        self.role = Role.FOLLOWER
+        self.role = _Role.FOLLOWER
         self.leader_id = 0
         self._msgs: list[Message] = []
         self._read_states: list[ReadState] = []
@@ -141,7 +186,7 @@ class RawNode:
         self.applied = 0
         self._applying = 0  # committed entries handed out up to here
         self._restore_conf(rs)
-        self._prev_ss = SoftState(0, Role.FOLLOWER)
+        self._prev_ss = SoftState(0, _Role.FOLLOWER)
         self._become_follower(self.term, 0)
 
     def _restore_conf(self, rs: RestoreState) -> None:
@@ -164,7 +209,7 @@ class RawNode:
         # Conf changes up to the commit index are final: replay them now so that the node can
         # vote and campaign before its first Ready. Later ones apply at `advance`.
         for e in log.slice(log.offset + 1, log.committed + 1, 1 << 62) if log.committed else ():
-            if e.kind == EntryKind.CONF_CHANGE:
+            if e.kind == _Kind.CONF_CHANGE:
                 self._apply_conf_change(decode_conf_change(e.data), e.index)
         self._conf_applied = log.committed
         self.applied = max(rs.applied, log.offset)
@@ -176,7 +221,7 @@ class RawNode:
         changes = [ConfChange(ConfChangeType.ADD_VOTER, v) for v in conf.voters]
         changes += [ConfChange(ConfChangeType.ADD_LEARNER, v) for v in conf.learners]
         entries = [
-            Entry(i + 1, 1, EntryKind.CONF_CHANGE, encode_conf_change(cc))
+            Entry(i + 1, 1, _Kind.CONF_CHANGE, encode_conf_change(cc))
             for i, cc in enumerate(changes)
         ]
         self.log.append(entries)
@@ -196,7 +241,7 @@ class RawNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
-        if self.role == Role.LEADER:
+        if self.role == _Role.LEADER:
             self._tick_heartbeat()
         else:
             self._tick_election()
@@ -209,19 +254,27 @@ class RawNode:
         """Append `data` as a NORMAL entry and return its index. It is committed iff the entry
         applied at that index has the term the leader had when proposing (`self.term`).
         Raises NotLeader (with a leader hint) when not leader or a transfer is in progress."""
-        self._check_can_propose()
-        index = self.log.last_index() + 1
-        self._append_entries([Entry(index, self.term, EntryKind.NORMAL, data)])
+        pr = self.prs.get(self.id)
+        if self.role is not _Role.LEADER or pr is None or self.lead_transferee:
+            self._check_can_propose()  # raises NotLeader with the right hint
+        assert pr is not None
+        log = self.log
+        index = log.offset + len(log.entries) + 1
+        log.append_next(make_entry(index, self.term, _Kind.NORMAL, data))
+        # _appended(index), inlined: the node layer proposes one entry at a time
+        pr.match = index
+        pr.next = index + 1
+        if len(self.voters) == 1:
+            self._maybe_commit()
+        self._bcast_pending = True
         return index
 
     def propose_batch(self, datas: list[bytes] | tuple[bytes, ...]) -> int:
         """Append many NORMAL entries at once; returns the index of the first one."""
         self._check_can_propose()
         first = self.log.last_index() + 1
-        term = self.term
-        self._append_entries(
-            [Entry(first + i, term, EntryKind.NORMAL, d) for i, d in enumerate(datas)]
-        )
+        if datas:
+            self._append_entries(make_entries(first, self.term, datas))
         return first
 
     def propose_conf_change(self, cc: ConfChange) -> int:
@@ -235,9 +288,7 @@ class RawNode:
         if cc.type == ConfChangeType.ADD_LEARNER and cc.node_id in self.voters:
             raise ProposalDropped("demoting a voter to learner is not supported")
         index = self.log.last_index() + 1
-        self._append_entries(
-            [Entry(index, self.term, EntryKind.CONF_CHANGE, encode_conf_change(cc))]
-        )
+        self._append_entries([Entry(index, self.term, _Kind.CONF_CHANGE, encode_conf_change(cc))])
         self._pending_conf_index = index
         return index
 
@@ -245,7 +296,7 @@ class RawNode:
         """Hand leadership to `target` (a voter): catch it up, then send it MsgTimeoutNow.
         Proposals are refused meanwhile; the transfer aborts after an election timeout.
         On a follower the request is forwarded to the leader."""
-        if self.role != Role.LEADER:
+        if self.role != _Role.LEADER:
             if not self.leader_id:
                 raise NotLeader(0)
             self._send(
@@ -261,7 +312,7 @@ class RawNode:
         leadership is confirmed; serve the read when applied >= index. A follower forwards the
         request to its leader. `ctx` must be unique among pending reads. The request is dropped
         silently if leadership changes meanwhile: callers time out and retry."""
-        if self.role == Role.LEADER:
+        if self.role == _Role.LEADER:
             self._leader_read_index(ctx, self.id)
         elif self.leader_id:
             self._send(Message(MT.MSG_READ_INDEX, self.group, self.id, self.leader_id, context=ctx))
@@ -271,13 +322,13 @@ class RawNode:
     def report_unreachable(self, node_id: int) -> None:
         """The transport failed to send to `node_id`: stop pipelining to it, probe instead."""
         pr = self.prs.get(node_id)
-        if self.role == Role.LEADER and pr is not None and pr.state == ProgressState.REPLICATE:
+        if self.role == _Role.LEADER and pr is not None and pr.state == _PS.REPLICATE:
             pr.become_probe()
 
     def report_snapshot(self, node_id: int, *, ok: bool) -> None:
         """The transport finished sending a MsgSnap. On failure the leader resends later."""
         pr = self.prs.get(node_id)
-        if self.role != Role.LEADER or pr is None or pr.state != ProgressState.SNAPSHOT:
+        if self.role != _Role.LEADER or pr is None or pr.state != _PS.SNAPSHOT:
             return
         if not ok:
             pr.pending_snapshot = 0
@@ -302,6 +353,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         log = self.log
+        # _hard_state()/_soft_state() return the previous object itself while nothing changed.
         return bool(
             self._bcast_pending
             or self._read_round_ctx
@@ -310,8 +362,8 @@ class RawNode:
             or log.pending_snapshot is not None
             or log.stable < log.last_index()
             or log.committed > self._applying
-            or self._hard_state() != self._prev_hs
-            or self._soft_state() != self._prev_ss
+            or self._hard_state() is not self._prev_hs
+            or self._soft_state() is not self._prev_ss
         )
 
     def ready(self) -> Ready:
@@ -330,17 +382,21 @@ class RawNode:
                 )
             )
             self._applying = committed[-1].index
-        rd = Ready(
-            hard_state=hs if hs != self._prev_hs else None,
-            soft_state=ss if ss != self._prev_ss else None,
-            entries=log.unstable_entries(),
-            snapshot=log.pending_snapshot,
-            committed_entries=committed,
-            messages=tuple(self._msgs),
-            read_states=tuple(self._read_states),
+        msgs = self._msgs
+        if msgs:
+            self._msgs = []
+        reads = self._read_states
+        if reads:
+            self._read_states = []
+        rd = make_ready(
+            hs if hs is not self._prev_hs else None,
+            ss if ss is not self._prev_ss else None,
+            log.unstable_entries(),
+            log.pending_snapshot,
+            committed,
+            tuple(msgs) if msgs else (),
+            tuple(reads) if reads else (),
         )
-        self._msgs = []
-        self._read_states = []
         self._ready_outstanding = True
         return rd
 
@@ -359,12 +415,18 @@ class RawNode:
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
-        for e in rd.committed_entries:
-            if e.kind == EntryKind.CONF_CHANGE and e.index > self._conf_applied:
+        committed = rd.committed_entries
+        if committed:
+            # `in` scans in C; the per-entry Python loop runs only when a conf change is there.
+            if _Kind.CONF_CHANGE in map(_kind_of, committed):
+                self._apply_committed_conf_changes(committed)
+            self.applied = max(self.applied, committed[-1].index)
+
+    def _apply_committed_conf_changes(self, committed: tuple[Entry, ...]) -> None:
+        for e in committed:
+            if e.kind == _Kind.CONF_CHANGE and e.index > self._conf_applied:
                 self._conf_applied = e.index
                 self._apply_conf_change(decode_conf_change(e.data), e.index)
-        if rd.committed_entries:
-            self.applied = max(self.applied, rd.committed_entries[-1].index)
 
     # -- inspection ------------------------------------------------------------------------------
 
@@ -374,7 +436,7 @@ class RawNode:
 
     def status(self) -> Status:
         progress: dict[int, ProgressStatus] = {}
-        if self.role == Role.LEADER:
+        if self.role == _Role.LEADER:
             progress = {
                 nid: ProgressStatus(
                     pr.match, pr.next, pr.state.value, pr.is_learner, pr.recent_active
@@ -419,11 +481,11 @@ class RawNode:
         elif 0 < m.term < self.term:
             self._reply_to_stale(m)
             return
-        if m.type in (MT.MSG_VOTE, MT.MSG_PRE_VOTE):
+        if m.type in _VOTE_REQUESTS:
             self._handle_vote_request(m)
-        elif self.role == Role.LEADER:
+        elif self.role == _Role.LEADER:
             self._step_leader(m)
-        elif self.role == Role.FOLLOWER:
+        elif self.role == _Role.FOLLOWER:
             self._step_follower(m)
         else:
             self._step_candidate(m)
@@ -431,7 +493,7 @@ class RawNode:
     def _accept_higher_term(self, m: Message) -> bool:
         """A message from a later term. Returns False if it must be ignored."""
         t = m.type
-        if t in (MT.MSG_VOTE, MT.MSG_PRE_VOTE):
+        if t in _VOTE_REQUESTS:
             in_lease = (
                 self.config.check_quorum
                 and self.leader_id != 0
@@ -443,7 +505,7 @@ class RawNode:
                 return False
         if t == MT.MSG_PRE_VOTE or (t == MT.MSG_PRE_VOTE_RESP and not m.reject):
             return True  # pre-votes never change our term
-        if t in (MT.MSG_APP, MT.MSG_HEARTBEAT, MT.MSG_SNAP):
+        if t in _FROM_LEADER:
             self._become_follower(m.term, m.frm)
         else:
             self._become_follower(m.term, 0)
@@ -479,7 +541,7 @@ class RawNode:
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t in (MT.MSG_APP, MT.MSG_HEARTBEAT, MT.MSG_SNAP):
+        if t in _FROM_LEADER:
             self._election_elapsed = 0
             self.leader_id = m.frm
             if t == MT.MSG_APP:
@@ -507,7 +569,23 @@ class RawNode:
             return
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(self._msg(MT.MSG_APP_RESP, m.frm, index=last_new))
+            self._msgs.append(
+                make_message(
+                    MT.MSG_APP_RESP,
+                    self.group,
+                    self.id,
+                    m.frm,
+                    self.term,
+                    0,
+                    last_new,
+                    (),
+                    0,
+                    False,  # reject
+                    0,
+                    None,
+                    b"",
+                )
+            )
             return
         hint_index, hint_term = log.find_conflict_by_term(
             min(m.index, log.last_index()), m.log_term
@@ -551,16 +629,16 @@ class RawNode:
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        if t in (MT.MSG_APP, MT.MSG_HEARTBEAT, MT.MSG_SNAP):
+        if t in _FROM_LEADER:
             self._become_follower(m.term, m.frm)  # a leader of our term exists
             self._step_follower(m)
             return
-        expected = MT.MSG_PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MT.MSG_VOTE_RESP
+        expected = MT.MSG_PRE_VOTE_RESP if self.role == _Role.PRE_CANDIDATE else MT.MSG_VOTE_RESP
         if t != expected:
             return
         result = self._poll(m.frm, granted=not m.reject)
         if result == VoteResult.WON:
-            if self.role == Role.PRE_CANDIDATE:
+            if self.role == _Role.PRE_CANDIDATE:
                 self._campaign(pre_vote=False, transfer=False)
             else:
                 self._become_leader()
@@ -596,17 +674,21 @@ class RawNode:
         was_paused = pr.is_paused()
         updated = pr.maybe_update(m.index)
         # A probe answered at our current match still proves where the logs agree.
-        if not updated and not (pr.state == ProgressState.PROBE and pr.match == m.index):
+        if not updated and not (pr.state == _PS.PROBE and pr.match == m.index):
             return
-        if pr.state == ProgressState.PROBE:
+        if pr.state == _PS.PROBE:
             pr.become_replicate()
-        elif pr.state == ProgressState.SNAPSHOT:
+        elif pr.state == _PS.SNAPSHOT:
             if pr.match >= pr.pending_snapshot:
                 pr.become_probe()
                 pr.become_replicate()
         else:
             pr.free_inflights_to(m.index)
-        if not self._maybe_commit() and was_paused:
+        # An acknowledgement at or below the commit index cannot move the quorum index: every
+        # other change of a voter's match went through _maybe_commit (the leader's own match is
+        # the largest, so it only counts in a one-voter group, which commits on append).
+        committed = pr.match > self.log.committed and self._maybe_commit()
+        if not committed and was_paused:
             self._send_append(m.frm, pr)
         while self._send_append(m.frm, pr, send_if_empty=False):
             pass
@@ -618,14 +700,14 @@ class RawNode:
         if m.log_term > 0:
             next_probe, _ = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
         if pr.maybe_decrease_to(m.index, next_probe):
-            if pr.state == ProgressState.REPLICATE:
+            if pr.state == _PS.REPLICATE:
                 pr.become_probe()
             self._send_append(m.frm, pr)
 
     def _handle_heartbeat_resp(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
         pr.probe_sent = False
-        if pr.state == ProgressState.REPLICATE and len(pr.inflights) >= pr.inflight_max:
+        if pr.state == _PS.REPLICATE and len(pr.inflights) >= pr.inflight_max:
             pr.inflights.popleft()  # a response got lost: free a slot to keep replicating
         if pr.match < self.log.last_index():
             self._send_append(m.frm, pr)
@@ -664,33 +746,33 @@ class RawNode:
 
     def _become_follower(self, term: int, leader: int) -> None:
         self._reset(term)
-        self.role = Role.FOLLOWER
+        self.role = _Role.FOLLOWER
         self.leader_id = leader
 
     def _become_pre_candidate(self) -> None:
         # Unlike a candidate, a pre-candidate changes neither its term nor its vote.
         self._votes = {}
         self.leader_id = 0
-        self.role = Role.PRE_CANDIDATE
+        self.role = _Role.PRE_CANDIDATE
 
     def _become_candidate(self) -> None:
-        assert self.role != Role.LEADER
+        assert self.role != _Role.LEADER
         self._reset(self.term + 1)
         self.vote = self.id
-        self.role = Role.CANDIDATE
+        self.role = _Role.CANDIDATE
 
     def _become_leader(self) -> None:
-        assert self.role == Role.CANDIDATE
+        assert self.role == _Role.CANDIDATE
         self._reset(self.term)
         self.leader_id = self.id
-        self.role = Role.LEADER
+        self.role = _Role.LEADER
         self.prs[self.id].become_replicate()
         # No conf change until every entry of earlier terms is applied (we cannot tell whether
         # one of them is a conf change cheaply).
         self._pending_conf_index = self.log.last_index()
         logger.debug("g%d n%d became leader at term %d", self.group, self.id, self.term)
         # An empty entry of the new term commits everything before it (§5.4.2, Figure 8).
-        self._append_entries([Entry(self.log.last_index() + 1, self.term, EntryKind.NORMAL, b"")])
+        self._append_entries([Entry(self.log.last_index() + 1, self.term, _Kind.NORMAL, b"")])
 
     def _tick_election(self) -> None:
         self._election_elapsed += 1
@@ -717,7 +799,7 @@ class RawNode:
 
     def _expire_snapshots(self) -> None:
         for pr in self.prs.values():
-            if pr.state == ProgressState.SNAPSHOT:
+            if pr.state == _PS.SNAPSHOT:
                 pr.snapshot_wait_ticks += 1
                 if pr.snapshot_wait_ticks >= _SNAPSHOT_WAIT_ELECTIONS:
                     pr.pending_snapshot = 0
@@ -732,12 +814,12 @@ class RawNode:
         return has_quorum(self.voters, active)
 
     def _hup(self, *, transfer: bool) -> None:
-        if self.role == Role.LEADER or not self.promotable():
+        if self.role == _Role.LEADER or not self.promotable():
             return
         log = self.log
         if self._conf_applied < log.committed:
             pending = log.slice(max(self._conf_applied, log.offset) + 1, log.committed + 1, 1 << 62)
-            if any(e.kind == EntryKind.CONF_CHANGE for e in pending):
+            if any(e.kind == _Kind.CONF_CHANGE for e in pending):
                 return  # a committed conf change is not applied yet: our view may be stale
         self._campaign(pre_vote=self.config.pre_vote and not transfer, transfer=transfer)
 
@@ -774,15 +856,19 @@ class RawNode:
     # =========================================================================================
 
     def _check_can_propose(self) -> None:
-        if self.role != Role.LEADER or self.id not in self.prs:
+        if self.role != _Role.LEADER or self.id not in self.prs:
             raise NotLeader(self.leader_id if self.leader_id != self.id else 0)
         if self.lead_transferee:
             raise NotLeader(self.lead_transferee, "leadership transfer in progress")
 
     def _append_entries(self, entries: list[Entry]) -> None:
         self.log.append(entries)
+        self._appended(entries[-1].index)
+
+    def _appended(self, last: int) -> None:
+        """The leader appended entries up to `last` to its log."""
         pr = self.prs[self.id]
-        pr.match = last = entries[-1].index  # see "persist-before-send" above
+        pr.match = last  # see "persist-before-send" above
         pr.next = last + 1
         if len(self.voters) == 1:
             self._maybe_commit()  # only a lone voter's own append can commit anything
@@ -790,7 +876,12 @@ class RawNode:
 
     def _maybe_commit(self) -> bool:
         prs = self.prs
-        index = committed_index([prs[v].match if v in prs else 0 for v in self.voters])
+        voters = self.voters
+        if len(voters) == 1:
+            pr = prs.get(voters[0])
+            index = pr.match if pr is not None else 0
+        else:
+            index = committed_index([prs[v].match if v in prs else 0 for v in voters])
         if not self.log.maybe_commit(index, self.term):
             return False
         self._bcast_pending = True  # followers learn the new commit index
@@ -808,7 +899,7 @@ class RawNode:
         if not self._bcast_pending:
             return
         self._bcast_pending = False
-        if self.role != Role.LEADER:
+        if self.role != _Role.LEADER:
             return
         for nid, pr in self.prs.items():
             if nid != self.id:
@@ -828,7 +919,7 @@ class RawNode:
         if not ents and not send_if_empty:
             return False
         self._send(
-            Message(
+            make_message(
                 MT.MSG_APP,
                 self.group,
                 self.id,
@@ -838,11 +929,15 @@ class RawNode:
                 prev,
                 tuple(ents),
                 log.committed,
+                False,  # reject (all fields positional: make_message is the fast path)
+                0,
+                None,
+                b"",
             )
         )
         if ents:
             pr.sent_entries(ents[-1].index)
-        elif pr.state == ProgressState.PROBE:
+        elif pr.state == _PS.PROBE:
             pr.probe_sent = True
         return True
 
@@ -934,7 +1029,7 @@ class RawNode:
                 # counts it as silent.
                 pr.recent_active = True
             pr.is_learner = nid in conf.learners
-        if self.role != Role.LEADER:
+        if self.role != _Role.LEADER:
             return
         if self.id not in conf.voters:
             self._step_down_removed()
@@ -971,7 +1066,7 @@ class RawNode:
         hs = self._prev_hs
         if hs.term == self.term and hs.vote == self.vote and hs.commit == self.log.committed:
             return hs
-        return HardState(self.term, self.vote, self.log.committed)
+        return make_hard_state(self.term, self.vote, self.log.committed)
 
     def _soft_state(self) -> SoftState:
         ss = self._prev_ss
@@ -992,7 +1087,7 @@ class RawNode:
         snapshot: Snapshot | None = None,
         context: bytes = b"",
     ) -> Message:
-        return Message(
+        return make_message(
             mtype,
             self.group,
             self.id,

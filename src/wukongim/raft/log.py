@@ -14,8 +14,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import attrgetter
 
 from wukongim.raft.messages import Entry, Snapshot
+
+_data_of = attrgetter("data")
 
 
 class RaftLog:
@@ -36,7 +39,7 @@ class RaftLog:
         self.offset_term = snapshot.meta.term if snapshot is not None else 0
         self.entries: list[Entry] = list(entries)
         # _cum_bytes[k] = data bytes of entries[0..k]: MsgApp/Ready size limits by bisection
-        self._cum_bytes: list[int] = list(accumulate(len(e.data) for e in self.entries))
+        self._cum_bytes: list[int] = list(accumulate(map(len, map(_data_of, self.entries))))
         if self.entries and self.entries[0].index != self.offset + 1:
             raise ValueError(
                 f"entries start at {self.entries[0].index}, snapshot ends at {self.offset}"
@@ -123,8 +126,17 @@ class RaftLog:
         if len(entries) == 1:
             cum.append((cum[-1] if cum else 0) + len(entries[0].data))
         else:
-            cum.extend(accumulate((len(e.data) for e in entries), initial=cum[-1] if cum else 0))
+            sizes = map(len, map(_data_of, entries))
+            cum.extend(accumulate(sizes, initial=cum[-1] if cum else 0))
             del cum[-len(entries) - 1]
+
+    def append_next(self, entry: Entry) -> None:
+        """Leader: append one entry right after the last one (`append` for one entry, minus
+        the overlap handling a leader never needs)."""
+        assert entry.index == self.offset + len(self.entries) + 1, (entry.index, self.offset)
+        self.entries.append(entry)
+        cum = self._cum_bytes
+        cum.append((cum[-1] if cum else 0) + len(entry.data))
 
     def maybe_append(
         self, index: int, log_term: int, commit: int, entries: Sequence[Entry]

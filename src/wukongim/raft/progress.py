@@ -21,6 +21,12 @@ class ProgressState(enum.Enum):
     SNAPSHOT = "snapshot"
 
 
+class _PS:  # plain-class mirror: Enum member lookups are slow on CPython 3.11
+    PROBE = ProgressState.PROBE
+    REPLICATE = ProgressState.REPLICATE
+    SNAPSHOT = ProgressState.SNAPSHOT
+
+
 class Progress:
     __slots__ = (
         "inflight_max",
@@ -38,7 +44,7 @@ class Progress:
     def __init__(self, next_index: int, inflight_max: int, *, is_learner: bool) -> None:
         self.match = 0
         self.next = next_index
-        self.state = ProgressState.PROBE
+        self.state = _PS.PROBE
         self.probe_sent = False
         self.pending_snapshot = 0
         self.snapshot_wait_ticks = 0
@@ -55,20 +61,20 @@ class Progress:
         self.inflights.clear()
 
     def become_probe(self) -> None:
-        if self.state == ProgressState.SNAPSHOT:
+        if self.state == _PS.SNAPSHOT:
             pending = self.pending_snapshot
-            self._reset(ProgressState.PROBE)
+            self._reset(_PS.PROBE)
             self.next = max(self.match + 1, pending + 1)
         else:
-            self._reset(ProgressState.PROBE)
+            self._reset(_PS.PROBE)
             self.next = self.match + 1
 
     def become_replicate(self) -> None:
-        self._reset(ProgressState.REPLICATE)
+        self._reset(_PS.REPLICATE)
         self.next = self.match + 1
 
     def become_snapshot(self, snapshot_index: int) -> None:
-        self._reset(ProgressState.SNAPSHOT)
+        self._reset(_PS.SNAPSHOT)
         self.pending_snapshot = snapshot_index
 
     def maybe_update(self, index: int) -> bool:
@@ -83,7 +89,7 @@ class Progress:
 
     def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
         """A rejected MsgApp for index `rejected`. Returns False if the rejection is stale."""
-        if self.state == ProgressState.REPLICATE:
+        if self.state == _PS.REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1
@@ -95,15 +101,15 @@ class Progress:
         return True
 
     def is_paused(self) -> bool:
-        if self.state == ProgressState.PROBE:
+        if self.state == _PS.PROBE:
             return self.probe_sent
-        if self.state == ProgressState.REPLICATE:
+        if self.state == _PS.REPLICATE:
             return len(self.inflights) >= self.inflight_max
         return True
 
     def sent_entries(self, last_index: int) -> None:
         """Record a MsgApp carrying entries up to `last_index`."""
-        if self.state == ProgressState.REPLICATE:
+        if self.state == _PS.REPLICATE:
             self.next = last_index + 1
             self.inflights.append(last_index)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 from hypothesis import example, given
@@ -15,10 +16,15 @@ from wukongim.raft import (
     DecodeError,
     Entry,
     EntryKind,
+    HardState,
     Message,
     MessageType,
+    ReadState,
+    Ready,
+    Role,
     Snapshot,
     SnapshotMeta,
+    SoftState,
     decode_conf_change,
     decode_conf_state,
     decode_message,
@@ -26,6 +32,8 @@ from wukongim.raft import (
     encode_conf_state,
     encode_message,
 )
+from wukongim.raft.messages import make_entries, make_entry, make_hard_state, make_message
+from wukongim.raft.ready import make_ready
 
 u64 = st.integers(0, 2**64 - 1)
 small = st.integers(0, 1000)
@@ -99,3 +107,75 @@ def test_unknown_message_type_is_rejected():
 def test_heartbeat_is_small():
     m = Message(MessageType.MSG_HEARTBEAT, 3, 1, 2, 5, commit=100)
     assert len(encode_message(m)) <= 80
+
+
+# -- fast constructors: the hot paths build frozen dataclasses without their __init__ ----------
+
+
+@given(entries)
+def test_make_entry_equals_the_dataclass_constructor(e):
+    fast = make_entry(e.index, e.term, e.kind, e.data)
+    assert type(fast) is Entry
+    assert fast == e
+    assert hash(fast) == hash(e)
+    assert repr(fast) == repr(e)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.index = 0  # type: ignore[misc]
+
+
+def test_make_entries_numbers_normal_entries_from_first():
+    assert make_entries(5, 2, [b"a", b"b"]) == [
+        Entry(5, 2, EntryKind.NORMAL, b"a"),
+        Entry(6, 2, EntryKind.NORMAL, b"b"),
+    ]
+
+
+@given(messages)
+def test_make_message_equals_the_dataclass_constructor(m):
+    fields = [getattr(m, f.name) for f in dataclasses.fields(Message)]
+    fast = make_message(*fields)
+    assert type(fast) is Message
+    assert fast == m
+    assert hash(fast) == hash(m)
+    assert dataclasses.replace(fast, term=1) == dataclasses.replace(m, term=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.term = 0  # type: ignore[misc]
+
+
+@given(u64, u64, u64)
+def test_make_hard_state_equals_the_dataclass_constructor(term, vote, commit):
+    fast = make_hard_state(term, vote, commit)
+    assert type(fast) is HardState
+    assert fast == HardState(term, vote, commit)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.term = 0  # type: ignore[misc]
+
+
+def test_make_ready_equals_the_dataclass_constructor():
+    hs = HardState(2, 1, 3)
+    ss = SoftState(1, Role.LEADER)
+    ents = (Entry(3, 2),)
+    msgs = (Message(MessageType.MSG_APP, 7, 1, 2, 2),)
+    reads = (ReadState(3, b"r"),)
+    fast = make_ready(hs, ss, ents, None, ents, msgs, reads)
+    assert type(fast) is Ready
+    assert fast == Ready(hs, ss, ents, None, ents, msgs, reads)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.entries = ()  # type: ignore[misc]
+
+
+def test_decoded_entries_are_frozen_entries():
+    m = Message(MessageType.MSG_APP, 1, 1, 2, 3, 3, 9, (Entry(10, 3, data=b"x"),), 9)
+    decoded = decode_message(encode_message(m))
+    assert type(decoded) is Message
+    assert type(decoded.entries[0]) is Entry
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.entries[0].data = b""  # type: ignore[misc]
+
+
+def test_entry_data_is_bytes_even_from_a_memoryview():
+    m = Message(MessageType.MSG_APP, 1, 1, 2, 3, 3, 9, (Entry(10, 3, data=b"x"),), 9, context=b"c")
+    decoded = decode_message(memoryview(bytearray(encode_message(m))))
+    assert type(decoded.entries[0].data) is bytes
+    assert type(decoded.context) is bytes
+    assert decoded == m
