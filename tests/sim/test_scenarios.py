@@ -209,11 +209,6 @@ class _RecordReads(SimCluster):
         super()._on_read(sim, read)
 
 
-@pytest.mark.xfail(
-    reason="raft core: heartbeats do not carry the pending read-index context, so a lost round "
-    "is only retried by a later read (docs/sim-findings.md)",
-    strict=True,
-)
 def test_read_index_survives_a_lost_heartbeat_round() -> None:
     cluster = _RecordReads(9, make_cluster(9).options)
     cluster.released = []

@@ -795,7 +795,7 @@ class RawNode:
             self._expire_snapshots()
         if self._heartbeat_elapsed >= cfg.heartbeat_tick:
             self._heartbeat_elapsed = 0
-            self._bcast_heartbeat(b"")
+            self._bcast_heartbeat(self._reads.last_context())
 
     def _expire_snapshots(self) -> None:
         for pr in self.prs.values():

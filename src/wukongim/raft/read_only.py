@@ -53,5 +53,12 @@ class ReadOnlyQueue:
     def clear(self) -> None:
         self._requests.clear()
 
+    def last_context(self) -> bytes:
+        """Context of the newest pending request, b"" if none. Periodic heartbeats carry it, so a
+        lost read round is retried by the next heartbeat (acking it releases every older one)."""
+        if not self._requests:
+            return b""
+        return next(reversed(self._requests))
+
     def __len__(self) -> int:
         return len(self._requests)
