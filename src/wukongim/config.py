@@ -34,6 +34,8 @@ class Config:
     auth_idle_timeout_s: float = 4.0
     conn_idle_time_s: float = 180.0  # `connIdleTime`
     kick_close_delay_s: float = 2.0
+    # After a master /user/token update the old sessions get DISCONNECT, then close this late
+    token_kick_close_delay_s: float = 10.0
     frame_bytes_max: int = 1_048_576
     conn_output_bytes_max: int = 8 * 1024 * 1024
     # RECV retry (`messageRetry.*`)

@@ -19,3 +19,10 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     assert config.tcp_addr == "127.0.0.1:7000"
     assert config.token_auth_on is False
     assert config.node_id == 9
+
+
+def test_token_kick_close_delay_is_configurable() -> None:
+    from wukongim.server.gateway import TOKEN_KICK_CLOSE_DELAY_S  # noqa: PLC0415
+
+    assert Config().token_kick_close_delay_s == TOKEN_KICK_CLOSE_DELAY_S == 10.0
+    assert Config().with_overrides(token_kick_close_delay_s=0.5).token_kick_close_delay_s == 0.5

@@ -116,6 +116,30 @@ def test_recv_msg_key_vector() -> None:
     assert key == "c25135802d855534a08ad231eb7e4c93"
 
 
+def test_seal_recv_vector_and_chaining() -> None:
+    # the fused call equals encrypt_payload + recv_msg_key, also after other operations
+    session, twin = _server_session(), _server_session()
+    for n in range(3):
+        sealed = session.seal_recv(
+            1234567890123456789, 1, "cmn1", 1_700_000_001, "u1", "u1", 1, PLAIN
+        )
+        wire = twin.encrypt_payload(PLAIN)
+        key = twin.recv_msg_key(1234567890123456789, 1, "cmn1", 1_700_000_001, "u1", "u1", 1, wire)
+        assert sealed == (WIRE, "c25135802d855534a08ad231eb7e4c93") == (wire, key)
+        assert session.decrypt_payload(session.encrypt_payload(PLAIN * n)) == PLAIN * n
+        assert twin.decrypt_payload(twin.encrypt_payload(PLAIN * n)) == PLAIN * n
+
+
+def test_open_send_keeps_the_session_usable_after_a_mismatch() -> None:
+    (send,) = Decoder(Side.SERVER, 5).feed(SEND_V5)
+    session = _server_session()
+    bad = Decoder(Side.SERVER, 5).feed(SEND_V5.replace(b"6ecce6a0", b"00000000"))[0]
+    with pytest.raises(PayloadDecryptError):
+        session.open_send(bad)  # type: ignore[arg-type]
+    assert session.open_send(send) == PLAIN  # type: ignore[arg-type]
+    assert session.encrypt_payload(PLAIN) == WIRE
+
+
 # ---------------------------------------------------------------------------------------------
 # Failures
 

@@ -386,6 +386,38 @@ def test_invalid_utf8_raises() -> None:
         Decoder(Side.SERVER).feed(bytes.fromhex("9004000002c328"))
 
 
+def _disconnect_with_reason_bytes(n: int) -> bytes:
+    body = b"\x00" + n.to_bytes(2, "big") + b"x" * n
+    length, varint = len(body), bytearray()
+    while True:
+        digit, length = length & 0x7F, length >> 7
+        varint.append(digit | (0x80 if length else 0))
+        if not length:
+            break
+    return b"\x90" + bytes(varint) + body
+
+
+def test_string_longer_than_i16_is_a_remote_error() -> None:
+    # Go decoders read string lengths as i16: 32768 and more is malformed input.
+    with pytest.raises(RemoteProtocolError, match="exceeds 32767"):
+        Decoder(Side.SERVER).feed(_disconnect_with_reason_bytes(32_768))
+    frames = Decoder(Side.SERVER).feed(_disconnect_with_reason_bytes(32_767))
+    assert frames == [Disconnect(0, "x" * 32_767)]
+
+
+@pytest.mark.parametrize("field", ["msg_key", "from_uid", "channel_id", "client_msg_no"])
+def test_recv_string_too_long_is_a_local_error(field: str) -> None:
+    fields = {"msg_key": "k", "from_uid": "a", "channel_id": "b", "client_msg_no": "c"}
+    fields[field] = "x" * 32_768
+    numbers = {"flags": 0, "setting": 0, "channel_type": 1, "message_id": 1, "message_seq": 1}
+    with pytest.raises(LocalProtocolError):
+        encode_recv(5, timestamp_s=1, payload=b"p", **numbers, **fields)  # type: ignore[arg-type]
+    fields[field] = "x" * 32_767
+    frame = encode_recv(5, timestamp_s=1, payload=b"p", **numbers, **fields)  # type: ignore[arg-type]
+    (recv,) = Decoder(Side.CLIENT).feed(frame)
+    assert getattr(recv, field) == "x" * 32_767
+
+
 def test_zero_length_body_is_written_as_one_byte() -> None:
     # No real frame has an empty body; the smallest has a 00 length only via the varint rule.
     assert encode(Disconnect(0, ""), 5) == bytes.fromhex("9003000000")

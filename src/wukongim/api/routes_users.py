@@ -15,7 +15,6 @@ from wukongim.api.web_app import (
 )
 from wukongim.chat.commands import AddSystemUids, QuitDevice, RemoveSystemUids, SetUserToken
 from wukongim.chat.validation import validate_user_token
-from wukongim.server.gateway import TOKEN_KICK_CLOSE_DELAY_S, TOKEN_KICK_REASON
 
 DEVICE_LEVEL_MASTER = 1
 
@@ -39,9 +38,7 @@ async def user_token(request: web.Request) -> web.Response:
     if not result.ok:
         return status(result.reason_code)  # 19 banned, 24 disbanded: HTTP 200
     if body.device_level == DEVICE_LEVEL_MASTER:
-        api.gateway.kick_uid(
-            body.uid, body.device_flag, TOKEN_KICK_REASON, TOKEN_KICK_CLOSE_DELAY_S
-        )
+        api.gateway.kick_for_new_token(body.uid, body.device_flag)
     return ok()
 
 

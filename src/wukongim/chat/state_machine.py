@@ -14,6 +14,7 @@ Public API
 * `ChatStateMachine(kv, config=ChatConfig())`
 * `apply(index, commands) -> list[SendResult | CommandResult]`: one result per command, in
   order. An index <= `applied_index()` is a replay after a restart: skipped, returns [].
+* `plan_send(cmd) -> SendResult`: admission + recipients of a send, no writes (NoPersist).
 * `snapshot() -> bytes` / `restore(bytes)`: export / import of the group's slots.
 * `ChatGroupMachine(machine)`: the node's `apply(index, data: bytes)` / snapshot / restore shape.
 * reads (committed state; call on the group leader):
@@ -225,22 +226,36 @@ class ChatStateMachine:
     # ------------------------------------------------------------------ send
 
     def _send(self, cmd: SendMessage) -> SendResult:
-        ctype = cmd.channel_type
-        if cmd.subscribers:
-            sid = base = cmd.channel_id
-        else:
-            sid = storage_channel_id(cmd.channel_id, ctype, cmd.from_uid, sync_once=cmd.sync_once)
-            base = base_channel_id(sid) if cmd.sync_once else sid
-        reason = admit(cmd, base, self, whitelist_off_of_person=self._whitelist_off)
+        reason, sid, recipients = self._plan_send(cmd)
         if reason != REASON_SUCCESS:
             return SendResult(reason, cmd.message_id, 0, sid, (), cmd.timestamp_s)
-        recipients = self._recipients(cmd, base)
         seq = 0
         if not cmd.no_persist:
+            ctype = cmd.channel_type
             seq = self._log.append(sid, ctype, cmd)
             if ctype not in _NO_CONVERSATION_TYPES:
                 self._touch_conversations(cmd, sid, seq, recipients)
         return SendResult(REASON_SUCCESS, cmd.message_id, seq, sid, recipients, cmd.timestamp_s)
+
+    def plan_send(self, cmd: SendMessage) -> SendResult:
+        """Admission and recipients of `cmd` against the committed state, writing nothing:
+        what `apply` would decide, with seq 0 (for `no_persist` messages, which skip the log)."""
+        reason, sid, recipients = self._plan_send(cmd)
+        return SendResult(reason, cmd.message_id, 0, sid, recipients, cmd.timestamp_s)
+
+    def _plan_send(self, cmd: SendMessage) -> tuple[int, str, tuple[str, ...]]:
+        """(reason, storage channel id, recipients); no recipients when rejected."""
+        if cmd.subscribers:
+            sid = base = cmd.channel_id
+        else:
+            sid = storage_channel_id(
+                cmd.channel_id, cmd.channel_type, cmd.from_uid, sync_once=cmd.sync_once
+            )
+            base = base_channel_id(sid) if cmd.sync_once else sid
+        reason = admit(cmd, base, self, whitelist_off_of_person=self._whitelist_off)
+        if reason != REASON_SUCCESS:
+            return reason, sid, ()
+        return REASON_SUCCESS, sid, self._recipients(cmd, base)
 
     def _recipients(self, cmd: SendMessage, base: str) -> tuple[str, ...]:
         """Uids that get a RECV (http-api §2.6 step 6); never the system uid."""

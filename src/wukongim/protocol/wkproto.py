@@ -391,6 +391,12 @@ _QI = struct.Struct(">qI")  # RECVACK body
 _SENDACK = struct.Struct(">BBqIIB")  # whole SENDACK frame: header, length 17, body
 _QIIB = struct.Struct(">qIIB")  # SENDACK body
 _BBB = struct.Struct(">BBB")  # channelType, action, reasonCode (SUBACK)
+# RECV fast path: string lengths packed as i16, so a string over 32767 bytes is a struct.error
+_BL = struct.Struct(">Bh")  # setting, msgKey length
+_L = struct.Struct(">h")  # a string length
+_BIL = struct.Struct(">BIh")  # channelType, expire, clientMsgNo length (v3+)
+_BIH = struct.Struct(">BIH")  # SEND: setting, clientSeq, clientMsgNo length
+_IH = struct.Struct(">IH")  # SEND: expire, msgKey length
 
 _SMALL_LEN: Final = tuple(bytes((n,)) for n in range(128))
 
@@ -502,17 +508,59 @@ def encode_recv(
     `flags` is the 4-bit header (RedDot/SyncOnce/NoPersist copied from the SEND, RedDot cleared
     for the sender's own devices). `payload` and `msg_key` are already per-connection.
     """
+    return encode_recv_positional(
+        version,
+        flags,
+        setting,
+        msg_key,
+        from_uid,
+        channel_id,
+        channel_type,
+        client_msg_no,
+        message_id,
+        message_seq,
+        timestamp_s,
+        payload,
+        expire,
+        stream_flag,
+        stream_no,
+        stream_id,
+        topic,
+    )
+
+
+def encode_recv_positional(  # noqa: PLR0917 - the hot path: keywords cost ~1 us a call
+    version: int,
+    flags: int,
+    setting: int,
+    msg_key: str,
+    from_uid: str,
+    channel_id: str,
+    channel_type: int,
+    client_msg_no: str,
+    message_id: int,
+    message_seq: int,
+    timestamp_s: int,
+    payload: bytes,
+    expire: int,
+    stream_flag: int,
+    stream_no: str,
+    stream_id: int,
+    topic: str,
+    /,
+) -> bytes:
+    """`encode_recv` with every field positional, in that order (fan-out hot path)."""
     try:
-        parts = [
-            _U8.pack(setting),
-            _s(msg_key),
-            _s(from_uid),
-            _s(channel_id),
-            _U8.pack(channel_type),
-        ]
+        mk = msg_key.encode()
+        fu = from_uid.encode()
+        ch = channel_id.encode()
+        no = client_msg_no.encode()
+        parts = [_BL.pack(setting, len(mk)), mk, _L.pack(len(fu)), fu, _L.pack(len(ch)), ch]
         if version >= 3:
-            parts.append(_U32.pack(expire))
-        parts.append(_s(client_msg_no))
+            parts.append(_BIL.pack(channel_type, expire, len(no)))
+        else:
+            parts.append(_BL.pack(channel_type, len(no)))
+        parts.append(no)
         if setting & SETTING_STREAM and 2 <= version < 5:
             parts.append(_U8.pack(stream_flag))
             parts.append(_s(stream_no))
@@ -523,7 +571,11 @@ def encode_recv(
         parts.append(payload)
     except struct.error as exc:
         raise LocalProtocolError(f"RECV field out of range: {exc}") from exc
-    return _frame(0x50 | flags, b"".join(parts))
+    body = b"".join(parts)
+    n = len(body)
+    if n < 128:
+        return bytes((0x50 | flags, n)) + body
+    return b"".join((bytes((0x50 | flags,)), _varint(n), body))
 
 
 def _encode_recv(f: Recv, version: int) -> bytes:
@@ -640,6 +692,8 @@ def _str(
     b: bytes, p: int, _u16: Callable[[bytes, int], tuple[int]] = _U16.unpack_from
 ) -> tuple[str, int]:
     (n,) = _u16(b, p)
+    if n > _STR_BYTES_MAX:  # Go reads the length as an i16: a "negative" length is malformed
+        raise RemoteProtocolError(f"string length {n} exceeds {_STR_BYTES_MAX} bytes")
     p += 2
     data = b[p : p + n]
     if len(data) != n:
@@ -675,8 +729,12 @@ def _decode_connack(b: bytes, flags: int, version: int) -> Connack:
 
 
 def _decode_send(b: bytes, flags: int, version: int) -> Send:
-    setting, client_seq = _BI.unpack_from(b, 0)
-    client_msg_no, p = _str(b, 5)
+    # The hot path of the server: the common strings are read inline (same rules as `_str`).
+    setting, client_seq, n = _BIH.unpack_from(b, 0)
+    p = 7 + n
+    if n > _STR_BYTES_MAX or p > len(b):
+        raise RemoteProtocolError("bad clientMsgNo length")
+    client_msg_no = b[7:p].decode()
     stream_no = ""
     if setting & SETTING_STREAM and 2 <= version < 5:
         stream_no, p = _str(b, p)
@@ -685,9 +743,16 @@ def _decode_send(b: bytes, flags: int, version: int) -> Send:
     p += 1
     expire = 0
     if version >= 3:
-        (expire,) = _U32.unpack_from(b, p)
-        p += 4
-    msg_key, p = _str(b, p)
+        expire, n = _IH.unpack_from(b, p)
+        p += 6
+    else:
+        (n,) = _U16.unpack_from(b, p)
+        p += 2
+    q = p + n
+    if n > _STR_BYTES_MAX or q > len(b):
+        raise RemoteProtocolError("bad msgKey length")
+    msg_key = b[p:q].decode()
+    p = q
     topic = ""
     if setting & SETTING_TOPIC:
         topic, p = _str(b, p)
@@ -897,7 +962,18 @@ class Decoder:
 
     def _parse(self, buf: bytes, frames: list[Frame]) -> int:
         """Append the complete frames of `buf` to `frames`; return the offset consumed."""
+        try:
+            return self._parse_frames(buf, frames)
+        except (IndexError, struct.error) as exc:
+            raise RemoteProtocolError(f"truncated frame body: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(f"invalid UTF-8 in a string: {exc}") from exc
+
+    def _parse_frames(self, buf: bytes, frames: list[Frame]) -> int:
+        """`_parse` without the translation of body decoder errors (one try per read, not
+        per frame: the body decoders only raise on malformed input)."""
         table = self._table
+        version = self.version
         n = len(buf)
         pos = 0
         self._need = 0
@@ -935,11 +1011,12 @@ class Decoder:
             if end > n:
                 self._need = end - pos
                 return pos
-            frame = self._body(body_decoder, buf[p:end], header & 0x0F)
+            frame = body_decoder(buf[p:end], header & 0x0F, version)  # type: ignore[operator]
             frames.append(frame)
             pos = end
             if kind <= 2:  # CONNECT / CONNACK fix the version of everything after them
                 self._adopt_version(frame)
+                version = self.version
         return pos
 
     def _adopt_version(self, frame: Frame) -> None:
@@ -947,11 +1024,3 @@ class Decoder:
             self.version = negotiate_version(frame.version)
         elif isinstance(frame, Connack) and frame.server_version:
             self.version = frame.server_version
-
-    def _body(self, body_decoder: object, body: bytes, flags: int) -> Frame:
-        try:
-            return body_decoder(body, flags, self.version)  # type: ignore[operator,no-any-return]
-        except (IndexError, struct.error) as exc:
-            raise RemoteProtocolError(f"truncated frame body: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(f"invalid UTF-8 in a string: {exc}") from exc

@@ -28,9 +28,9 @@ from wukongim.chat.commands import (
 )
 from wukongim.chat.ids import CHANNEL_PERSON, SYSTEM_UID
 from wukongim.clock import Clock
-from wukongim.protocol.wkproto import RecvAck, encode_recv
+from wukongim.protocol.wkproto import RecvAck, encode_recv_positional
 from wukongim.server.presence import Presence
-from wukongim.server.sessions import PendingRecv, Session, SessionRegistry
+from wukongim.server.sessions import ConnState, PendingRecv, Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ PENDING_RECV_MAX = 10_000  # unacknowledged RECVs kept for retry per connection 
 _FLAG_SYNC_ONCE = 0x04
 _FLAG_RED_DOT = 0x02
 _FLAG_NO_PERSIST = 0x01
+_OPEN = ConnState.OPEN
 
 
 class Proposer(Protocol):
@@ -90,20 +91,22 @@ class Delivery:
         )
         from_uid = "" if cmd.from_uid == SYSTEM_UID else cmd.from_uid
         pending_channel = storage_channel_id if cmd.sync_once else ""
+        person = cmd.channel_type == CHANNEL_PERSON
+        sent = 0
         for uid in recipients:
             sessions = by_uid.get(uid)
             if not sessions:
                 continue
             channel_id = cmd.channel_id
-            if cmd.channel_type == CHANNEL_PERSON and channel_id == uid:
+            if person and channel_id == uid:
                 channel_id = cmd.from_uid
             uid_flags = flags & ~_FLAG_RED_DOT if uid == cmd.from_uid else flags
             for session in sessions:
-                if session is exclude or not session.is_open:
+                if session is exclude or session.state is not _OPEN:
                     continue
                 frame = _recv_frame(session, cmd, message_seq, from_uid, channel_id, uid_flags)
                 session.write(frame)
-                self.sent_count += 1
+                sent += 1
                 if track:
                     pending = session.pending_recv
                     if len(pending) >= PENDING_RECV_MAX:  # a client that never acks: bounded
@@ -111,6 +114,7 @@ class Delivery:
                     pending[cmd.message_id] = PendingRecv(
                         frame, now_s, 0, pending_channel, cmd.channel_type
                     )
+        self.sent_count += sent
 
     # ---- acknowledgements ------------------------------------------------------------------
 
@@ -180,8 +184,7 @@ def _recv_frame(  # noqa: PLR0917 - hot path: positional on purpose
         payload = cmd.payload
         msg_key = ""
     else:
-        payload = crypto.encrypt_payload(cmd.payload)
-        msg_key = crypto.recv_msg_key(
+        payload, msg_key = crypto.seal_recv(
             cmd.message_id,
             message_seq,
             cmd.client_msg_no,
@@ -189,25 +192,26 @@ def _recv_frame(  # noqa: PLR0917 - hot path: positional on purpose
             from_uid,
             channel_id,
             cmd.channel_type,
-            payload,
+            cmd.payload,
         )
-    return encode_recv(
+    return encode_recv_positional(
         session.version,
-        flags=flags,
-        setting=cmd.setting,
-        msg_key=msg_key,
-        from_uid=from_uid,
-        channel_id=channel_id,
-        channel_type=cmd.channel_type,
-        client_msg_no=cmd.client_msg_no,
-        message_id=cmd.message_id,
-        message_seq=message_seq,
-        timestamp_s=cmd.timestamp_s,
-        payload=payload,
-        expire=cmd.expire,
-        stream_no=cmd.stream_no,
-        stream_id=cmd.message_id,
-        topic=cmd.topic,
+        flags,
+        cmd.setting,
+        msg_key,
+        from_uid,
+        channel_id,
+        cmd.channel_type,
+        cmd.client_msg_no,
+        cmd.message_id,
+        message_seq,
+        cmd.timestamp_s,
+        payload,
+        cmd.expire,
+        0,  # stream flag
+        cmd.stream_no,
+        cmd.message_id,  # stream id
+        cmd.topic,
     )
 
 

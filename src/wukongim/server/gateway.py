@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 VISITOR_SUFFIX = "___vstr"
 KICK_REASON_OTHER_DEVICE = "login in other device"
 TOKEN_KICK_REASON = "账号在其他设备上登录"  # a master token update through the API
-TOKEN_KICK_CLOSE_DELAY_S = 10.0
+TOKEN_KICK_CLOSE_DELAY_S = 10.0  # default of Config.token_kick_close_delay_s (use the config)
 DEVICE_LEVEL_SLAVE = 0
 
 
@@ -206,3 +206,10 @@ class Gateway:
         for s in sessions:
             s.kick(Disconnect(ReasonCode.CONNECT_KICK, reason), delay_s)
         return len(sessions)
+
+    def kick_for_new_token(self, uid: str, device_flag: int) -> int:
+        """A master token was set through the API: the uid's sessions of that flag get
+        DISCONNECT and close after `token_kick_close_delay_s`. Returns the count."""
+        return self.kick_uid(
+            uid, device_flag, TOKEN_KICK_REASON, self._config.token_kick_close_delay_s
+        )

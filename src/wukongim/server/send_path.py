@@ -8,9 +8,10 @@
   fan_out     RECV to the recipients' online sessions (delivery.py)
 
 `no_persist` messages skip the log: they are admitted and planned against the committed state
-and acknowledged with seq 0, but they wait in line: batches are acknowledged and fanned out
-strictly in the order they were taken, so a NoPersist message never overtakes a persisted one
-sent before it (http-api §2.16). HTTP sends (`send_api`) take the same path without a session:
+(`plan_send` of the state machine: the rules of apply, no writes) and acknowledged with seq 0,
+but they wait in line: batches are acknowledged and fanned out strictly in the order they were
+taken, so a NoPersist message never overtakes a persisted one sent before it (http-api §2.16).
+HTTP sends (`send_api`) take the same path without a session:
 no SENDACK, nobody excluded from the fan-out.
 """
 
@@ -19,11 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from wukongim.chat.admission import AdmissionView, admit
 from wukongim.chat.commands import (
     REASON_SUCCESS,
     REASON_SYSTEM_ERROR,
@@ -32,16 +32,7 @@ from wukongim.chat.commands import (
     SendMessage,
     SendResult,
 )
-from wukongim.chat.ids import (
-    CHANNEL_AGENT,
-    CHANNEL_CUSTOMER_SERVICE,
-    CHANNEL_PERSON,
-    CHANNEL_VISITORS,
-    SYSTEM_UID,
-    SnowflakeIds,
-    base_channel_id,
-    storage_channel_id,
-)
+from wukongim.chat.ids import SnowflakeIds
 from wukongim.clock import Clock
 from wukongim.protocol.errors import LocalProtocolError, PayloadDecryptError
 from wukongim.protocol.wkproto import ReasonCode, Send, encode_sendack
@@ -55,10 +46,10 @@ class Proposer(Protocol):
     def submit(self, group: int, commands: Sequence[Command]) -> asyncio.Future[list[Result]]: ...
 
 
-class SendPlanner(AdmissionView, Protocol):
-    """Committed-state reads for messages that skip the log."""
+class SendPlanner(Protocol):
+    """Admission and recipients against the committed state, for messages that skip the log."""
 
-    def subscribers(self, channel_id: str, channel_type: int) -> list[str]: ...
+    def plan_send(self, cmd: SendMessage) -> SendResult: ...
 
 
 # One queued send: (session or None for the API, SEND flags, clientSeq, command, API future).
@@ -83,7 +74,6 @@ class SendPath:
         ids: SnowflakeIds,
         *,
         group: int,
-        whitelist_off_of_person: bool,
     ) -> None:
         self._proposer = proposer
         self._planner = planner
@@ -91,7 +81,6 @@ class SendPath:
         self._clock = clock
         self._ids = ids
         self._group = group
-        self._whitelist_off = whitelist_off_of_person
         self._batch: list[_Item] = []
         self._in_order: deque[_Batch] = deque()  # taken, not yet acknowledged
         self._loop = asyncio.get_running_loop()
@@ -200,22 +189,22 @@ class SendPath:
 
     def _on_applied(self, batch: _Batch) -> None:
         proposal = batch.proposal
-        results: Iterator[Result] | None = None
+        # the state machine answers every SendMessage with a SendResult
+        results: Iterator[SendResult] | None = None
         if proposal is not None:
             if proposal.cancelled() or proposal.exception() is not None:
                 log.error("proposal of a batch failed: %r", proposal)
             else:
-                results = iter(proposal.result())
+                results = iter(cast("list[SendResult]", proposal.result()))
+        deliver = self._delivery.deliver
         for session, flags, client_seq, cmd, api_future in batch.items:
-            result: Result
             if cmd.no_persist:
-                result = self._plan_unpersisted(cmd)
+                result = self._planner.plan_send(cmd)
             elif results is None:
                 self._fail(session, flags, client_seq, cmd, api_future)
                 continue
             else:
                 result = next(results)
-            assert isinstance(result, SendResult)
             if session is not None:
                 session.write(
                     encode_sendack(
@@ -224,18 +213,14 @@ class SendPath:
                 )
             elif api_future is not None and not api_future.done():
                 api_future.set_result(result)
-            if result.reason_code == REASON_SUCCESS:
-                self._fan_out(cmd, result, session)
-
-    def _fan_out(self, cmd: SendMessage, result: SendResult, sender: Session | None) -> None:
-        if result.reason_code != REASON_SUCCESS:
-            return
-        try:
-            self._delivery.deliver(
-                cmd, result.message_seq, result.storage_channel_id, result.recipients, sender
-            )
-        except LocalProtocolError:  # a field the RECV cannot carry: skip it, not the batch
-            log.warning("cannot deliver message %d", cmd.message_id, exc_info=True)
+            if result.reason_code != REASON_SUCCESS:
+                continue
+            try:  # fan out
+                deliver(
+                    cmd, result.message_seq, result.storage_channel_id, result.recipients, session
+                )
+            except LocalProtocolError:  # a field the RECV cannot carry: skip it, not the batch
+                log.warning("cannot deliver message %d", cmd.message_id, exc_info=True)
 
     @staticmethod
     def _fail(
@@ -250,34 +235,3 @@ class SendPath:
             session.write(encode_sendack(flags, cmd.message_id, client_seq, 0, REASON_SYSTEM_ERROR))
         elif api_future is not None and not api_future.done():
             api_future.set_exception(RuntimeError("message could not be stored"))
-
-    # ---- no_persist: admission and recipients from the committed state ---------------------
-
-    def _plan_unpersisted(self, cmd: SendMessage) -> SendResult:
-        ctype = cmd.channel_type
-        if cmd.subscribers:
-            sid = base = cmd.channel_id
-        else:
-            sid = storage_channel_id(cmd.channel_id, ctype, cmd.from_uid, sync_once=cmd.sync_once)
-            base = base_channel_id(sid)
-        reason = admit(cmd, base, self._planner, whitelist_off_of_person=self._whitelist_off)
-        if reason != REASON_SUCCESS:
-            return SendResult(reason, cmd.message_id, 0, sid, (), cmd.timestamp_s)
-        recipients = self._recipients(cmd, base)
-        return SendResult(REASON_SUCCESS, cmd.message_id, 0, sid, recipients, cmd.timestamp_s)
-
-    def _recipients(self, cmd: SendMessage, base: str) -> tuple[str, ...]:
-        # Mirrors ChatStateMachine._recipients (http-api §2.6 step 6).
-        ctype = cmd.channel_type
-        uids: Iterable[str]
-        if cmd.subscribers:
-            uids = cmd.subscribers
-        elif ctype in (CHANNEL_PERSON, CHANNEL_AGENT):
-            uids = (cmd.channel_id, cmd.from_uid)
-        else:
-            uids = self._planner.subscribers(base, ctype)
-            if ctype == CHANNEL_CUSTOMER_SERVICE:
-                uids = (*uids, base.split("|", 1)[0])
-            elif ctype == CHANNEL_VISITORS:
-                uids = (*uids, base)
-        return tuple(dict.fromkeys(u for u in uids if u != SYSTEM_UID))

@@ -53,6 +53,10 @@ class ConnState(enum.Enum):
     CLOSED = 4
 
 
+# module globals: cheaper than enum attribute lookups on the hot path
+_OPEN, _CLOSING, _CLOSED = ConnState.OPEN, ConnState.CLOSING, ConnState.CLOSED
+
+
 class Link(Protocol):
     """The transport under a session."""
 
@@ -168,7 +172,8 @@ class Session:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the transport: decode every complete frame and dispatch it in order."""
-        if self._input_closed():
+        state = self.state
+        if state is _CLOSING or state is _CLOSED:
             return
         self.touched = True
         try:
@@ -181,7 +186,7 @@ class Session:
         pings = 0
         for frame in frames:
             state = self.state
-            if state is ConnState.OPEN:
+            if state is _OPEN:
                 if frame is PING:  # the decoder returns the singleton
                     pings += 1
                     if pings > PINGS_PER_READ_MAX:
@@ -200,14 +205,11 @@ class Session:
             else:
                 return
 
-    def _input_closed(self) -> bool:
-        return self.state is ConnState.CLOSING or self.state is ConnState.CLOSED
-
     # ---- output ------------------------------------------------------------------------
 
     def write(self, frame: bytes) -> None:
         """Queue one encoded frame; it leaves at the end of this loop turn."""
-        if self.state is ConnState.CLOSED:
+        if self.state is _CLOSED:
             return
         self._out.append(frame)
         if not self._flush_scheduled:
@@ -220,7 +222,7 @@ class Session:
     def flush(self) -> None:
         """Hand the queued frames to the link (called once per loop turn)."""
         self._flush_scheduled = False
-        if not self._out or self.state is ConnState.CLOSED:
+        if not self._out or self.state is _CLOSED:
             return
         out, self._out = self._out, []
         link = self._link

@@ -74,6 +74,26 @@ def test_no_persist_is_delivered_but_not_stored() -> None:
     assert h.send("u1", "u2").message_seq == 1
 
 
+def test_plan_send_decides_like_apply_and_writes_nothing() -> None:
+    h = Harness()
+    h.group("g", "a", "b")
+    h.do(SetChannelInfo("g2", 2, ban=True))
+    cases = [("u1", "u2", 1), ("a", "g", 2), ("c", "g", 2), ("a", "g2", 2)]
+    for from_uid, channel_id, ctype in cases:
+        cmd = h.send_cmd(from_uid, channel_id, ctype, no_persist=True)
+        applied_before, store_before = h.sm.applied_index(), repr(h.kv.__dict__)
+        planned = h.sm.plan_send(cmd)
+        assert h.sm.applied_index() == applied_before
+        assert repr(h.kv.__dict__) == store_before
+        (applied,) = h.apply(cmd)
+        assert planned == applied
+    reasons = [h.sm.plan_send(h.send_cmd(f, c, t)).reason_code for f, c, t in cases]
+    assert reasons[:2] == [1, 1]
+    assert 1 not in reasons[2:]
+    assert reasons[2:] == [h.send("c", "g", 2).reason_code, h.send("a", "g2", 2).reason_code]
+    assert h.sm.last_seq("g", 2) == 0  # only no_persist and rejected sends so far
+
+
 def test_sync_once_goes_to_the_command_channel() -> None:
     h = Harness()
     h.group("g", "a", "b")
