@@ -131,6 +131,13 @@ class Cluster:
         return [i for i, p in enumerate(self.procs) if p.poll() is None]
 
     def stop(self) -> None:
+        if "profile" in SERVER_EXTRA:  # the servers dump their profile on SIGTERM
+            for p in self.procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in self.procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=10)
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
@@ -317,6 +324,10 @@ async def one_run(system: str, args: argparse.Namespace, run: int) -> dict[str, 
         if not args.skip_throughput:
             load = {**base, "concurrency": args.concurrency}
             result["throughput"] = await asyncio.to_thread(run_loadgen, c, leader, load)
+            if system == "wukongim":  # the leader's loop counters (turns, syncs, GC pauses)
+                with contextlib.suppress(OSError, TimeoutError, ValueError):
+                    st = await status(HOST, c.client_ports[leader], timeout_s=5.0)
+                    result["leader_loop"] = {"loop": st.get("loop"), "gc": st.get("gc_pause_max_s")}
         if args.rate > 0:
             leader = await find_leader(c)
             result["rate_leader"] = leader

@@ -59,7 +59,7 @@ def turn(node: Node, inbox: dict[int, list[bytes]]) -> int:
     for dst, msgs in out.messages.items():
         wire = nw.encode_batch([nw.Message(0, 1, 0, encode_message(m)) for m in msgs])
         inbox[dst].append(wire)
-    return len(out.applied)
+    return out.applied_count
 
 
 def deliver(node: Node, inbox: list[bytes]) -> None:

@@ -4,7 +4,8 @@ bench's client port (request protocol in bench/raft_kv_client.py).
 
 Run: `python -m bench.raft_kv_server CONFIG_JSON` with
   {"node_id": 1, "cluster": {"1": ["127.0.0.1", p1], ...}, "client_port": p, "data_dir": "..."}
-optional: "tick_s" (default 0.1), "fsync" (default true).
+optional: "tick_s" (default 0.1), "fsync" (default true), "switch_interval_s" (0.0005),
+"gc_gen0" (20000), "gc_freeze_s" (1.0; 0 = no periodic gc.freeze).
 """
 
 from __future__ import annotations
@@ -158,10 +159,24 @@ async def freeze_gc_every(period_s: float) -> None:
         gc.freeze()
 
 
+def tune_interpreter(cfg: dict[str, Any]) -> None:
+    """This process's GIL and GC policy (the bench's, not the library's: app.py stays neutral).
+
+    - The log sync runs in an executor thread; when it finishes it needs the GIL to wake the
+      loop. With the default 5 ms switch interval a busy loop thread makes it wait up to 5 ms.
+    - Every object alive after startup goes to the GC's permanent generation (`gc.freeze`,
+      then again every `gc_freeze_s`, see `freeze_gc_every`), and gen0 collects every
+      `gc_gen0` allocations instead of 700: the hot path allocates many short-lived acyclic
+      objects that reference counting frees anyway, and each young collection costs the loop.
+    """
+    sys.setswitchinterval(float(cfg.get("switch_interval_s", 0.0005)))
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(int(cfg.get("gc_gen0", 20_000)), gen1, gen2)
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(cfg: dict[str, Any]) -> None:
-    # The log sync runs in an executor thread; when it finishes it needs the GIL to wake the
-    # loop. With the default 5 ms switch interval a busy loop thread makes it wait up to 5 ms.
-    sys.setswitchinterval(float(cfg.get("switch_interval_s", 0.001)))
     node_id = int(cfg["node_id"])
     cluster = {NodeId(int(k)): (str(v[0]), int(v[1])) for k, v in cfg["cluster"].items()}
     data_dir = Path(cfg["data_dir"])
@@ -181,7 +196,8 @@ async def serve(cfg: dict[str, Any]) -> None:
     links = PeerLinks(NodeId(node_id), cluster[NodeId(node_id)], peers, raft_loop.on_peer_messages)
     raft_loop.transport = links
     server = Server(node, raft_loop, links)
-    server.gc_pauses = watch_gc()
+    tune_interpreter(cfg)
+    server.gc_pauses = watch_gc()  # after the startup collection: pauses under load only
     aio_loop = asyncio.get_running_loop()
     listener = await aio_loop.create_server(
         lambda: ClientConn(server), "127.0.0.1", int(cfg["client_port"])

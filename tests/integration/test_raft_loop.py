@@ -241,3 +241,30 @@ async def test_callback_proposals_expire_when_nothing_applies() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_callback_proposals_are_batched_and_answered_in_order() -> None:
+    async with cluster(3) as members:
+        leader = await leader_of(members)
+        outcomes: list[tuple[object, BaseException | None]] = []
+        for i in range(300):  # queued within one loop iteration: handed over in one batch
+            leader.loop.propose_nowait(GROUP, b"q=%d" % i, lambda r, e: outcomes.append((r, e)))
+        await wait_until(lambda: len(outcomes) == 300)
+        assert outcomes == [(None, None)] + [(b"%d" % i, None) for i in range(299)]
+        follower = next(m for m in members if m is not leader)
+        with pytest.raises(NotLeader):
+            follower.loop.propose_nowait(GROUP, b"q=x", lambda r, e: None)
+
+
+async def test_queued_proposals_fail_if_leadership_is_lost_before_the_turn() -> None:
+    async with cluster(3) as members:
+        leader = await leader_of(members)
+        await leader.loop.propose(GROUP, b"w=1")
+        target = next(m for m in members if m is not leader)
+        outcomes: list[tuple[object, BaseException | None]] = []
+        leader.loop.propose_nowait(GROUP, b"w=2", lambda r, e: outcomes.append((r, e)))
+        leader.node.transfer_leader(GROUP, target.node_id)  # before the next turn runs
+        await wait_until(lambda: bool(outcomes))
+        [(result, error)] = outcomes
+        assert result is None
+        assert isinstance(error, NotLeader)

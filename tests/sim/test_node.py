@@ -2,8 +2,10 @@
 
 import random
 
+import pytest
+
 from wukongim.node.node import Node, NodeConfig, StateMachine
-from wukongim.raft import MessageType, RaftConfig, Role
+from wukongim.raft import Message, MessageType, RaftConfig, Role
 from wukongim.sim.disk import SimDisk
 from wukongim.sim.workload import KVStateMachine
 
@@ -154,3 +156,202 @@ def test_joined_group_is_recorded_by_the_next_turn_and_survives_restart() -> Non
     node.restart()
     assert node.groups == [7]
     assert node.raw(7).voters == ()
+
+
+# -- when a turn syncs, and what it applies before the sync ------------------------------------
+
+
+def make_trio() -> dict[int, tuple[Node, SimDisk]]:
+    trio = {n: make_node(n) for n in (1, 2, 3)}
+    for node, _ in trio.values():
+        node.create_group(1, [1, 2, 3])
+    return trio
+
+
+def exchange(trio: dict[int, tuple[Node, SimDisk]], rounds: int = 1) -> None:
+    """`rounds` lock-step turns of every node, delivering each turn's messages to the next."""
+    for _ in range(rounds):
+        inflight: list[Message] = []
+        for node, _ in trio.values():
+            out = node.process_ready()
+            inflight.extend(m for msgs in out.messages.values() for m in msgs)
+        for msg in inflight:
+            trio[msg.to][0].step(msg)
+
+
+def elect_in_trio(trio: dict[int, tuple[Node, SimDisk]]) -> Node:
+    leader = trio[1][0]
+    leader.campaign(1)
+    for _ in range(10):
+        exchange(trio)
+        if leader.raw(1).role == Role.LEADER:
+            exchange(trio, 3)  # the leader's no-op commits everywhere
+            return leader
+    raise AssertionError("no leader")
+
+
+def test_a_commit_only_hard_state_is_written_but_needs_no_sync() -> None:
+    trio = make_trio()
+    leader = elect_in_trio(trio)
+    follower, disk = trio[2]
+    assert leader.propose(1, put(1, 1, "a", "x")) is not None
+    exchange(trio, 2)  # leader appends and sends; followers append and ack
+    commit_before = follower.raw(1).log.committed
+    exchange(trio)  # the leader commits and tells the followers
+    batch = follower.collect_ready()
+    assert batch.readies
+    [(_, rd)] = batch.readies
+    assert rd.hard_state is not None
+    assert rd.hard_state.commit > commit_before
+    assert not rd.entries
+    assert not batch.needs_sync  # etcd's MustSync: term and vote unchanged, nothing appended
+    syncs = disk.syncs
+    follower.persist(batch)
+    out = follower.after_sync(batch)
+    assert disk.syncs == syncs
+    assert [a.data for a in out.applied] == [put(1, 1, "a", "x")]  # durable: applied at once
+    # The write is buffered: a crash may lose it (commit is re-learned), a later sync keeps it.
+    assert disk.has_pending
+    disk.sync()
+    assert disk.load(1).hard_state.commit == rd.hard_state.commit
+
+
+def test_a_lost_commit_index_is_relearned_after_restart() -> None:
+    trio = make_trio()
+    leader = elect_in_trio(trio)
+    follower, disk = trio[3]
+    assert leader.propose(1, put(1, 1, "a", "x")) is not None
+    exchange(trio, 4)
+    machine = follower.state_machine(1)
+    assert isinstance(machine, KVStateMachine)
+    assert machine.get("a") == "x"
+    durable_commit = disk.load(1).hard_state.commit
+    disk.crash()  # the commit-only hard state was never synced
+    follower.restart()
+    assert follower.raw(1).log.committed == durable_commit < leader.raw(1).log.committed
+    for _ in range(5):
+        for node, _ in trio.values():
+            node.tick()
+        exchange(trio)
+    machine = follower.state_machine(1)
+    assert isinstance(machine, KVStateMachine)
+    assert machine.get("a") == "x"
+
+
+def test_a_term_or_vote_change_needs_a_sync() -> None:
+    node, _ = make_node(1)
+    node.create_group(1, [1, 2, 3])
+    node.process_ready()
+    node.campaign(1)  # pre-vote first: no term change yet
+    batch = node.collect_ready()
+    node.persist(batch)
+    node.after_sync(batch)
+    node.step(Message(MessageType.MSG_PRE_VOTE_RESP, 1, 2, 1, term=2))
+    batch = node.collect_ready()  # now a candidate: term 2, vote for itself
+    [(_, rd)] = batch.readies
+    assert rd.hard_state is not None
+    assert (rd.hard_state.term, rd.hard_state.vote) == (2, 1)
+    assert batch.needs_sync
+
+
+def test_leader_answers_durable_commits_before_syncing_new_entries() -> None:
+    trio = make_trio()
+    leader = elect_in_trio(trio)
+    first = leader.propose(1, put(1, 1, "a", "1"))
+    assert first is not None
+    exchange(trio, 2)  # appended (and synced) everywhere; the acks are queued at the leader
+    second = leader.propose(1, put(1, 2, "b", "2"))  # arrives while the acks are processed
+    assert second is not None
+    batch = leader.collect_ready()
+    [(_, rd)] = batch.readies
+    assert [e.index for e in rd.entries] == [second.index]
+    assert [e.index for e in rd.committed_entries] == [first.index]
+    assert batch.needs_sync
+    leader.persist(batch)
+    early = leader.apply_durable(batch)
+    assert [(a.index, a.result) for a in early.applied if a.matches(first)] == [(first.index, "ok")]
+    assert not early.messages  # nothing leaves before the sync
+    trio[1][1].sync()
+    late = leader.after_sync(batch)
+    assert late.applied == []  # each entry is applied exactly once
+    assert late.messages
+
+
+def test_single_voter_applies_its_own_append_only_after_the_sync() -> None:
+    node, disk = make_node()
+    node.create_group(1, [1])
+    elect_single(node, 1)
+    proposal = node.propose(1, put(1, 1, "a", "x"))
+    assert proposal is not None
+    batch = node.collect_ready()
+    [(_, rd)] = batch.readies
+    assert [e.index for e in rd.committed_entries] == [proposal.index]  # committed at append
+    node.persist(batch)
+    early = node.apply_durable(batch)
+    assert early.applied == []  # not on our disk yet: a crash now would lose it
+    disk.sync()
+    out = node.after_sync(batch)
+    assert [a.result for a in out.applied if a.matches(proposal)] == ["ok"]
+
+
+def test_leader_replicates_before_its_own_sync_and_only_then() -> None:
+    trio = make_trio()
+    leader = elect_in_trio(trio)
+    proposal = leader.propose(1, put(1, 1, "a", "x"))
+    assert proposal is not None
+    batch = leader.collect_ready()
+    assert batch.needs_sync
+    leader.persist(batch)
+    early = leader.messages_before_sync(batch)
+    assert sorted(early) == [2, 3]
+    for msgs in early.values():
+        assert [m.type for m in msgs] == [MessageType.MSG_APP]
+        assert [e.index for m in msgs for e in m.entries] == [proposal.index]
+    with pytest.raises(AssertionError, match="step"):  # an ack must wait for our own sync
+        leader.step(Message(MessageType.MSG_APP_RESP, 1, 2, 1, term=leader.raw(1).term))
+    trio[1][1].sync()
+    assert leader.after_sync(batch).messages == {}  # each message leaves once
+
+
+def test_followers_acks_and_votes_wait_for_the_sync() -> None:
+    trio = make_trio()
+    leader = elect_in_trio(trio)
+    assert leader.propose(1, put(1, 1, "a", "x")) is not None
+    exchange(trio)  # the follower receives the MsgApp
+    follower = trio[2][0]
+    batch = follower.collect_ready()
+    follower.persist(batch)
+    assert follower.messages_before_sync(batch) == {}  # its MsgAppResp claims durability
+    trio[2][1].sync()
+    out = follower.after_sync(batch)
+    assert [m.type for m in out.messages[1]] == [MessageType.MSG_APP_RESP]
+    candidate, _ = make_node(1)
+    candidate.create_group(1, [1, 2, 3])
+    candidate.process_ready()
+    candidate.campaign(1)
+    candidate.process_ready()
+    candidate.step(Message(MessageType.MSG_PRE_VOTE_RESP, 1, 2, 1, term=2))
+    batch = candidate.collect_ready()
+    candidate.persist(batch)
+    assert candidate.messages_before_sync(batch) == {}  # MsgVote with a new term and vote
+
+
+def test_single_voter_leader_keeps_messages_to_learners_until_the_sync() -> None:
+    pair = {n: make_node(n) for n in (1, 2)}
+    for node, _ in pair.values():
+        node.create_group(1, [1], learners=[2])
+    leader = pair[1][0]
+    elect_single(leader, 1)
+    assert leader.propose(1, put(1, 1, "a", "0")) is not None
+    for _ in range(6):  # heartbeats find the learner; it catches up
+        leader.tick()
+        exchange(pair, 2)
+    assert pair[2][0].raw(1).log.last_index() == leader.raw(1).log.last_index()
+    assert leader.propose(1, put(1, 2, "a", "x")) is not None
+    batch = leader.collect_ready()
+    [(_, rd)] = batch.readies
+    assert any(m.type == MessageType.MSG_APP for m in rd.messages)
+    leader.persist(batch)
+    # Its commit index counts its own unsynced append: telling a learner now could make the
+    # learner apply an entry the only voter may still lose.
+    assert leader.messages_before_sync(batch) == {}

@@ -5,20 +5,28 @@ One task (`run()`) owns the node's loop turns. Everything else only queues input
 * a timer adds a tick every `tick_s` (the core counts time in ticks: with the defaults an
   election timeout is 10-20 ticks);
 * peer links hand in Raft messages (`on_peer_messages`, the PeerLinks callback);
-* `propose()` / `read()` call the node at once (allowed at any point of a turn) and wait.
+* `propose()` / `read()` call the node at once (allowed at any point of a turn) and wait;
+  `propose_nowait()` (the hot path) only checks leadership and queues: the next turn hands the
+  queued entries of each group to the node in one `propose_batch`.
 
 A turn, when there is work, in etcd's order and for all groups at once:
 
-    inbound messages, then ticks -> node.step() / node.tick()
+    inbound messages, queued proposals, then ticks -> node.step() / propose_batch() / tick()
     batch = node.collect_ready()
     node.persist(batch)                  buffered writes
-    await committer.commit()             ONE fsync'd batch, in the executor (GroupCommitter)
-    out = node.after_sync(batch)         messages per peer, applied entries, reads
+    node.messages_before_sync(batch)     a leader's MsgApp/heartbeats leave now (thesis 10.2.1)
+    node.apply_durable(batch)            committed entries that were durable before this batch:
+    resolve their waiters and reads      answered now, not after this batch's sync
+    await committer.commit()             ONE fsync'd batch, in the executor (GroupCommitter),
+                                         skipped when nothing needs it (batch.needs_sync)
+    out = node.after_sync(batch)         messages per peer, the other applied entries, reads
     transport.send_many(peer, ...)       one BatchMessage per peer per turn (PeerLinks)
     resolve proposal waiters and reads
 
 While a sync is in flight, proposals and messages keep arriving; the next turn takes them all,
 so the batch size grows with the load (group commit) and the loop never blocks on the disk.
+Why answering and replicating before the sync and skipping commit-only syncs is safe: see the
+header of node/node.py.
 
 Raft messages travel as nodewire Messages of type 1, one per Raft message, content =
 `raft.encode_message`.
@@ -35,7 +43,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wukongim.ids import NodeId
-from wukongim.node.node import Node, NodeOutput, StateMachine
+from wukongim.node.node import Node, NodeOutput, ReadyBatch, StateMachine
 from wukongim.protocol import nodewire as nw
 from wukongim.raft import DecodeError, Message, NotLeader, decode_message, encode_message
 
@@ -118,6 +126,8 @@ class RaftLoop:
         self._ticks_due = 0
         # (group, index) -> (term, waiter, generation): the waiter is called once, at apply
         self._proposals: dict[tuple[int, int], tuple[int, Waiter, int]] = {}
+        # group -> (datas, waiters) queued by propose_nowait for the next turn's propose_batch
+        self._queued: dict[int, tuple[list[bytes], list[Waiter]]] = {}
         self._generation = 0  # advances every propose_timeout_s; see _expire_proposals
         self._ticks_in_generation = 0
         self._reads: dict[bytes, tuple[int, asyncio.Future[object], _Query | None]] = {}
@@ -166,8 +176,18 @@ class RaftLoop:
         """Callback form of `propose` for hot paths (no future, no task): the loop calls
         `on_done(result, None)` right after apply, or `on_done(None, error)` (NotLeader if the
         entry was overwritten, TimeoutError after 1-2 x propose_timeout_s); it must not raise.
-        Raises NotLeader at once if this node cannot propose."""
-        self._register(group, data, on_done)
+        Raises NotLeader at once if this node cannot propose; if it loses leadership before
+        the next turn hands the entry to the core, `on_done(None, NotLeader(...))` follows."""
+        queued = self._queued.get(group)
+        if queued is None:
+            # Checked once per group per turn: leadership only changes while the turn steps
+            # and ticks, and proposals queued before a change fail at hand-over.
+            if not self.node.can_propose(group):
+                raise NotLeader(self.node.leader(group))
+            queued = self._queued[group] = ([], [])
+            self._wake.set()
+        queued[0].append(data)
+        queued[1].append(on_done)
 
     def _register(self, group: int, data: bytes, waiter: Waiter) -> tuple[int, int]:
         proposal = self.node.propose(group, data)
@@ -248,22 +268,36 @@ class RaftLoop:
             return
         node.persist(batch)
         if batch.needs_sync:
-            self.stats.syncs += 1
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            await self.committer.commit()
-            sync_s = loop.time() - started
-            self.stats.sync_s_total += sync_s
-            self.stats.sync_s_max = max(self.stats.sync_s_max, sync_s)
-            if sync_s > SLOW_SYNC_S:
-                log.warning("n%d: raft log sync took %.3f s", node.id, sync_s)
+            # A leader replicates while its own write is being synced. No step() may follow
+            # until after_sync (the inbox is only stepped at the start of a turn).
+            self._send(node.messages_before_sync(batch))
+            self._apply_durable(batch)
+            await self._sync()
+        else:
+            self._apply_durable(batch)
         out = node.after_sync(batch)
         for group, soft in out.soft_states:
             log.info("n%d g%d: %s", node.id, group, soft.describe())
         self.stats.turns += 1
-        self._send(out)
+        self._send(out.messages)
         self._resolve(out)
         self._wake.set()  # inputs that arrived during the sync, and work `advance` uncovered
+
+    def _apply_durable(self, batch: ReadyBatch) -> None:
+        early = self.node.apply_durable(batch)
+        if early.applied_runs or early.reads:
+            self._resolve(early)
+
+    async def _sync(self) -> None:
+        self.stats.syncs += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.committer.commit()
+        sync_s = loop.time() - started
+        self.stats.sync_s_total += sync_s
+        self.stats.sync_s_max = max(self.stats.sync_s_max, sync_s)
+        if sync_s > SLOW_SYNC_S:
+            log.warning("n%d: raft log sync took %.3f s", self.node.id, sync_s)
 
     def _feed_inputs(self) -> None:
         # Messages before ticks: after a stall (a slow fsync, a busy CPU) the messages that
@@ -271,11 +305,27 @@ class RaftLoop:
         # would make a leader miss its quorum check and a follower time out its leader.
         if self._inbox:
             self._step_inbox()
+        if self._queued:
+            self._propose_queued()
         ticks = min(self._ticks_due, self.config.ticks_per_turn_max)
         self._ticks_due = 0
         for _ in range(ticks):
             self.node.tick()
         self.stats.ticks += ticks
+
+    def _propose_queued(self) -> None:
+        queued, self._queued = self._queued, {}
+        proposals, generation = self._proposals, self._generation
+        for group, (datas, waiters) in queued.items():
+            proposed = self.node.propose_batch(group, datas)
+            if proposed is None:
+                error = NotLeader(self.node.leader(group))
+                for waiter in waiters:
+                    waiter(None, error)
+                continue
+            term, first = proposed.term, proposed.first_index
+            for index, waiter in enumerate(waiters, first):
+                proposals[group, index] = (term, waiter, generation)
 
     def _expire_proposals(self, generation: int) -> None:
         """Fail proposals registered in `generation` or before: a leader cut off from its
@@ -301,27 +351,29 @@ class RaftLoop:
             node.step(msg)
         self.stats.stepped += len(inbox)
 
-    def _send(self, out: NodeOutput) -> None:
+    def _send(self, messages: dict[int, list[Message]]) -> None:
         transport = self.transport
         if transport is None:
             return
-        for dst, msgs in out.messages.items():
+        for dst, msgs in messages.items():
             transport.send_many(NodeId(dst), _to_wire(msgs))
 
     def _resolve(self, out: NodeOutput) -> None:
         proposals = self._proposals
-        if proposals:
-            for applied in out.applied:
-                waiting = proposals.pop((applied.group, applied.index), None)
+        for run in out.applied_runs:
+            self.stats.applied += len(run.entries)
+            if not proposals:
+                continue
+            group = run.group
+            for e, result in zip(run.entries, run.results, strict=True):
+                waiting = proposals.pop((group, e.index), None)
                 if waiting is None:
                     continue
                 term, waiter, _ = waiting
-                if applied.term == term:
-                    waiter(applied.result, None)
+                if e.term == term:
+                    waiter(result, None)
                 else:
-                    leader = self.node.leader(applied.group)
-                    waiter(None, NotLeader(leader, "proposal overwritten"))
-        self.stats.applied += len(out.applied)
+                    waiter(None, NotLeader(self.node.leader(group), "proposal overwritten"))
         for done in out.reads:
             waiting_read = self._reads.pop(done.context, None)
             if waiting_read is None:
@@ -341,6 +393,10 @@ class RaftLoop:
         proposals, self._proposals = self._proposals, {}
         for _, waiter, _ in proposals.values():
             waiter(None, error)
+        queued, self._queued = self._queued, {}
+        for _, waiters in queued.values():
+            for waiter in waiters:
+                waiter(None, error)
         for _, future, _ in self._reads.values():
             if not future.done():
                 future.set_exception(error)
