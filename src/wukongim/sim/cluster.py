@@ -213,6 +213,17 @@ class SimCluster:
                     f"n{node.id} g{group} {rd.soft_state.describe()} t{node.raw(group).term}"
                 )
         node.persist(batch)
+        # The same order as server/raft_loop.py: entries already durable are applied and a
+        # leader's MsgApp/heartbeats leave BEFORE this turn's sync; a mid-turn crash then
+        # happens after those early outputs, which is the case that must stay safe.
+        early = node.apply_durable(batch)
+        for dst, msgs in node.messages_before_sync(batch).items():
+            self.network.send(node.id, dst, msgs, now)
+        if early.applied:
+            self.checker.on_applied(node, early.applied)
+            self._on_applied(sim, early.applied)
+        for read in early.reads:
+            self._on_read(sim, read)
         if sim.crash_mid_turn:
             self._crash(sim, now, mid_turn=True)
             return
