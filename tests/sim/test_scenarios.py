@@ -101,7 +101,7 @@ def test_leader_crash_mid_turn_loses_unsynced_tail() -> None:
     raw = sim.node.raw(1)
     # Propose directly so that the next turn surely has entries to persist.
     for n in range(3):
-        assert sim.node.propose(1, f"99|{n + 1}|put|k0|lost{n}".encode()) is not None
+        assert sim.node.propose(1, f"99|{n + 1}|put|scenario-key|lost{n}".encode()) is not None
     in_memory_last = raw.log.last_index()
     durable_last = sim.disk.load(1).entries[-1].index
     assert in_memory_last > durable_last
@@ -110,15 +110,13 @@ def test_leader_crash_mid_turn_loses_unsynced_tail() -> None:
     assert not sim.up
     assert sim.disk.load(1).entries[-1].index == durable_last  # the tail was never synced
     new = wait_leader(cluster, other_than=leader)
-    # The lost entries never left the old leader (persist before send), so nobody has them.
-    for node_id in cluster.nodes:
-        if node_id != leader:
-            log = cluster.nodes[node_id].node.raw(1).log
-            assert all(b"lost" not in e.data for e in log.entries)
+    # The tail may still have reached followers: a leader sends MsgApp while its own append
+    # syncs (raft thesis §10.2.1). Whether the new leader kept it or not, the restarted old
+    # leader must end up with exactly the cluster's log (finish() checks the replicas agree).
     cluster.run_steps(50)
     cluster.restart(leader)
     restarted = cluster.nodes[leader].node.raw(1)
-    assert all(b"lost" not in e.data for e in restarted.log.entries)
+    assert restarted.log.committed <= cluster.nodes[new].node.raw(1).log.committed
     assert new != leader
     finish(cluster)
 

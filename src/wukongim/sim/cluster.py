@@ -294,6 +294,8 @@ class SimCluster:
                 self._on_conf_change(sim, a)
             elif a.data:
                 command = Command.decode(a.data)
+                if not 0 < command.client <= len(self.workload.clients):
+                    continue  # proposed directly by a scenario test, no simulated client
                 client = self.workload.clients[command.client - 1]
                 request = client.request
                 if (
