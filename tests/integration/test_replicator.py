@@ -30,6 +30,9 @@ class SyncNowCommitter:
         self.commits += 1
         self.store.sync()
 
+    def commit_future(self) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self.commit())
+
 
 def _message(n: int) -> SendMessage:
     return SendMessage(

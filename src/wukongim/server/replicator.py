@@ -50,6 +50,10 @@ class Committer(Protocol):
         """Make every write buffered in the log store so far durable (fsync), off the loop."""
         ...
 
+    def commit_future(self) -> asyncio.Future[None]:
+        """The same as `commit()`, as a future (no task per round)."""
+        ...
+
 
 class Machine(Protocol):
     def applied_index(self) -> int: ...
@@ -188,7 +192,7 @@ class LocalReplicator:
         self.last_index = index
         self.round_count += 1
         self.proposal_count += len(batch)
-        commit = asyncio.ensure_future(self._committer.commit())
+        commit = self._committer.commit_future()
         self._in_flight.append(_Round(entries, batch, commit))
         commit.add_done_callback(self._on_commit)
 
