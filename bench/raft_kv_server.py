@@ -4,7 +4,7 @@ bench's client port (request protocol in bench/raft_kv_client.py).
 
 Run: `python -m bench.raft_kv_server CONFIG_JSON` with
   {"node_id": 1, "cluster": {"1": ["127.0.0.1", p1], ...}, "client_port": p, "data_dir": "..."}
-optional: "tick_s" (default 0.1), "fsync" (default true), "switch_interval_s" (0.0005),
+optional: "tick_s" (default 0.07), "fsync" (default true), "switch_interval_s" (0.0005),
 "gc_gen0" (20000), "gc_freeze_s" (1.0; 0 = no periodic gc.freeze).
 """
 
@@ -188,7 +188,7 @@ async def serve(cfg: dict[str, Any]) -> None:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raftlog-sync")
     committer = GroupCommitter(store, executor, fsync=bool(cfg.get("fsync", True)))
     loop_config = RaftLoopConfig(
-        tick_s=float(cfg.get("tick_s", 0.1)),
+        tick_s=float(cfg.get("tick_s", 0.07)),
         turn_gap_min_s=float(cfg.get("turn_gap_min_s", 0.0)),
     )
     raft_loop = RaftLoop(node, committer, config=loop_config)
