@@ -7,7 +7,7 @@ to send exactly the bytes it wants (malformed frames, no RECVACK, odd versions).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,6 @@ async def running_node(data_dir: Path, **overrides: Any) -> AsyncIterator[app.Ru
         for conn in conns:
             await conn.close()
         await node.stop()
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not cond():  # noqa: ASYNC110 (polling a condition with a deadline)
-            await asyncio.sleep(0.005)
 
 
 _OPEN: list[RawConn] = []

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -690,12 +690,6 @@ async def serve(data_dir: Path, **overrides: Any) -> AsyncIterator[Node]:
         await running.stop()
     violations = [v for conn in node.clients for v in conn.ws_violations]
     assert not violations, violations
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not cond():  # noqa: ASYNC110 (polling a condition with a deadline)
-            await asyncio.sleep(0.005)
 
 
 async def chat_works(node: Node, transport: str = "tcp") -> None:

@@ -12,8 +12,8 @@ from tests.integration.node_harness import (
     Http,
     RawConn,
     running_node,
-    wait_until,
 )
+from tests.waiting import wait_until
 from wukongim.protocol import wkproto as wk
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.node_harness import ConnectionClosedError, Http, RawConn, wait_until
+from tests.integration.node_harness import ConnectionClosedError, Http, RawConn
+from tests.waiting import wait_until
 from wukongim.protocol import wkproto as wk
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

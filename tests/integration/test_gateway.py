@@ -12,8 +12,8 @@ from tests.integration.node_harness import (
     RawConn,
     node_config,
     running_node,
-    wait_until,
 )
+from tests.waiting import wait_until
 from wukongim import app
 from wukongim.protocol import wkproto as wk
 from wukongim.protocol.crypto import ClientKeyPair

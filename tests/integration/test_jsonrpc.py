@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.node_harness import HOST, RawConn, running_node, wait_until
+from tests.integration.node_harness import HOST, RawConn, running_node
+from tests.waiting import wait_until
 from wukongim.protocol import wkproto as wk
 
 pytestmark = pytest.mark.integration

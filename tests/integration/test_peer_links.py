@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
+from tests.waiting import wait_until
 from wukongim.ids import NodeId
 from wukongim.protocol import nodewire as nw
 from wukongim.server.peer_links import (
@@ -22,12 +23,6 @@ pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 FAST = PeerLinksConfig(reconnect_delay_min_s=0.01, reconnect_delay_max_s=0.05)
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not cond():  # noqa: ASYNC110 (polling a condition with a deadline)
-            await asyncio.sleep(0.005)
 
 
 class Inbox:

@@ -15,20 +15,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-# The bench package lives at the repo root, which is not on sys.path under --import-mode=importlib
-# (tests/interop/test_bench_smoke.py runs it as a subprocess instead); this test reuses its code.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from bench.raft_kv import (  # noqa: E402
+from bench.raft_kv import (
     HOST,
     REPO,
     Cluster,
@@ -37,7 +29,7 @@ from bench.raft_kv import (  # noqa: E402
     free_ports,
     server_command,
 )
-from bench.raft_kv_client import (  # noqa: E402
+from bench.raft_kv_client import (
     ClientConn,
     connect,
     parse_put_body,
@@ -45,9 +37,9 @@ from bench.raft_kv_client import (  # noqa: E402
     status,
 )
 
-from wukongim.protocol import nodewire as nw  # noqa: E402
-from wukongim.store.raftlog import LOG_CF, RocksRaftLogStore  # noqa: E402
-from wukongim.store.rocks import RocksKVStore  # noqa: E402
+from wukongim.protocol import nodewire as nw
+from wukongim.store.raftlog import LOG_CF, RocksRaftLogStore
+from wukongim.store.rocks import RocksKVStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

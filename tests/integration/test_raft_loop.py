@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until as _wait_until
 from wukongim.ids import NodeId
 from wukongim.node.node import Node, NodeConfig
 from wukongim.raft import RaftConfig, Role
@@ -33,9 +34,7 @@ LINKS_CONFIG = PeerLinksConfig(reconnect_delay_min_s=0.01, reconnect_delay_max_s
 
 
 async def wait_until(cond: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not cond():  # noqa: ASYNC110 (polling a condition with a deadline)
-            await asyncio.sleep(0.01)
+    await _wait_until(cond, timeout_s)
 
 
 class KV:

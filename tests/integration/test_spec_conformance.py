@@ -30,8 +30,8 @@ from tests.integration.rawclient import (
     WkClient,
     serve,
     unique,
-    wait_until,
 )
+from tests.waiting import wait_until
 from wukongim.clock import SystemClock
 
 pytestmark = pytest.mark.integration

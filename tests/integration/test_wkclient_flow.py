@@ -53,7 +53,7 @@ async def test_pipelined_one_to_one_exactly_once_in_order(
 
 async def node_quiet(node: object) -> None:
     """Every RECV was acknowledged by the auto-acking clients."""
-    from tests.integration.node_harness import wait_until  # noqa: PLC0415
+    from tests.waiting import wait_until  # noqa: PLC0415
 
     await wait_until(lambda: not any(s.pending_recv for s in node.registry))  # type: ignore[attr-defined]
 
