@@ -40,9 +40,15 @@ def free_ports(count: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of `pid` (from /proc/<pid>/stat)."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of `pid` in seconds (from /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def core_ticks(core: int) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -42,12 +43,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._procs import LoadGen, Server, core_ticks, cpu_seconds, now, raise_nofile, rss_mb
+from bench._procs import (
+    LoadGen,
+    Server,
+    core_ticks,
+    cpu_seconds,
+    cpu_split,
+    now,
+    raise_nofile,
+    rss_mb,
+)
 
 PAYLOAD_BYTES = 100
 IDLE_CONNS_PER_PROC = 5000
 START_DELAY_S = 0.3
 DRAIN_S = 5.0
+
+
+KEEP_LOG = os.environ.get("ONE_TO_ONE_SERVER_LOG", "")  # copy the server's log to this path
 
 
 def payload_text(size: int) -> str:
@@ -82,6 +95,7 @@ class Options:
 class RunResult:
     msgs_per_s: float
     cpu_us_per_msg: float
+    sys_us_per_msg: float  # the kernel's part of cpu_us_per_msg
     sendack_p50_ms: float
     sendack_p99_ms: float
     recv_p50_ms: float
@@ -109,7 +123,8 @@ class RunResult:
         if self.start_lag_p99_ms >= 0.05:
             text += f"  start lag p99 {self.start_lag_p99_ms:.1f} ms"
         text += (
-            f"\n      server used {self.server_cpu_pct:.0f}% of a core; busy (all processes):"
+            f"\n      server used {self.server_cpu_pct:.0f}% of a core"
+            f" (kernel {self.sys_us_per_msg:.1f} us/msg); busy (all processes):"
             f" server core {self.server_core_busy_pct:.0f}%,"
             f" load core {self.load_core_busy_pct:.0f}%"
         )
@@ -201,10 +216,10 @@ def one_run(opts: Options) -> RunResult:
         pid = server.proc.pid
         cores = (opts.server_core or 0, opts.load_core or 0)
         time.sleep(max(0.0, window_start - now()))
-        cpu_start = cpu_seconds(pid)
+        cpu_start = cpu_split(pid)
         ticks_start = [core_ticks(c) for c in cores]
         time.sleep(max(0.0, window_end - now()))
-        cpu_end = cpu_seconds(pid)
+        cpu_end = cpu_split(pid)
         ticks_end = [core_ticks(c) for c in cores]
         rss = rss_mb(pid)
         result = load.read_event()
@@ -212,7 +227,8 @@ def one_run(opts: Options) -> RunResult:
             100 * (end[0] - start[0]) / max(1, end[1] - start[1])
             for start, end in zip(ticks_start, ticks_end, strict=True)
         ]
-        return summarize(result, opts, cpu_end - cpu_start, rss, idle, busy)
+        user_s, sys_s = cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1]
+        return summarize(result, opts, (user_s, sys_s), rss, idle, busy)
     except BaseException:
         if server is not None:
             print(f"server log tail:\n{server.log_tail()}", file=sys.stderr)
@@ -222,22 +238,26 @@ def one_run(opts: Options) -> RunResult:
             gen.stop()
         if server is not None:
             server.stop()
+            if KEEP_LOG:  # e.g. with `-- --log-level INFO`: rounds and fsyncs at shutdown
+                shutil.copy(server.log_path, KEEP_LOG)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def summarize(
     result: dict[str, Any],
     opts: Options,
-    server_cpu_s: float,
+    server_cpu: tuple[float, float],
     rss: float,
     idle: dict[str, float],
     busy: list[float],
 ) -> RunResult:
     done = int(result["completed_in_window"])
+    server_cpu_s = server_cpu[0] + server_cpu[1]
     reasons = {int(k): v for k, v in result["reasons"].items()}
     return RunResult(
         msgs_per_s=done / opts.seconds,
         cpu_us_per_msg=server_cpu_s * 1e6 / done if done else float("nan"),
+        sys_us_per_msg=server_cpu[1] * 1e6 / done if done else float("nan"),
         sendack_p50_ms=percentile(result["sendack_us"], 0.50) / 1000,
         sendack_p99_ms=percentile(result["sendack_us"], 0.99) / 1000,
         recv_p50_ms=percentile(result["recv_us"], 0.50) / 1000,

@@ -4,10 +4,11 @@ compaction, and a failing store."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from wukongim.chat.commands import SendMessage, SendResult, SetUserToken
+from wukongim.chat.commands import Result, SendMessage, SendResult, SetUserToken
 from wukongim.chat.state_machine import ChatConfig, ChatStateMachine
 from wukongim.server.replicator import LocalReplicator, ReplicatorStoppedError
 from wukongim.store.memory import MemoryKVStore, MemoryRaftLogStore
@@ -22,6 +23,7 @@ class SyncNowCommitter:
         self.store = store
         self.fail = fail
         self.commits = 0
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def commit(self) -> None:
         await asyncio.sleep(0)
@@ -32,6 +34,17 @@ class SyncNowCommitter:
 
     def commit_future(self) -> asyncio.Future[None]:
         return asyncio.ensure_future(self.commit())
+
+    def commit_then(self, callback: Callable[[BaseException | None], None]) -> None:
+        async def commit_and_tell() -> None:
+            try:
+                await self.commit()
+            except OSError as exc:
+                callback(exc)
+                return
+            callback(None)
+
+        self._tasks.add(asyncio.ensure_future(commit_and_tell()))
 
 
 def _message(n: int) -> SendMessage:
@@ -140,3 +153,39 @@ async def test_a_failing_store_fails_the_proposals_and_refuses_more() -> None:
         replicator.submit(GROUP, [_message(2)])
     await task
     assert machine.applied_index() == 0
+
+
+async def test_on_done_is_called_with_the_resolved_future() -> None:
+    kv = MemoryKVStore()
+    log = MemoryRaftLogStore(kv)
+    _, replicator, _ = _node(kv, log)
+    task = await _run(replicator)
+    calls: list[list[int]] = []
+
+    def on_done(future: asyncio.Future[list[Result]]) -> None:
+        assert future.done()
+        calls.append([r.message_seq for r in future.result() if isinstance(r, SendResult)])
+
+    future = replicator.submit(GROUP, [_message(1), _message(2)], on_done=on_done)
+    await future
+    assert calls == [[1, 2]]
+    replicator.stop()
+    await task
+
+
+async def test_on_done_hears_of_a_failed_store() -> None:
+    kv = MemoryKVStore()
+    log = MemoryRaftLogStore(kv)
+    machine = ChatStateMachine(kv, ChatConfig(group_id=GROUP))
+    replicator = LocalReplicator(log, SyncNowCommitter(log, fail=True), machine, group=GROUP)
+    task = await _run(replicator)
+    failed: list[bool] = []
+    future = replicator.submit(
+        GROUP,
+        [_message(1)],
+        on_done=lambda f: failed.append(f.exception() is not None),
+    )
+    with pytest.raises(ReplicatorStoppedError):
+        await future
+    assert failed == [True]
+    await task

@@ -290,3 +290,59 @@ async def test_shut_down_executor_fails_waiters() -> None:
         await committer.commit()
     assert store.calls == 0
     await committer.drain()  # nothing in flight: returns
+
+
+async def test_commit_then_calls_back_once_durable_before_awaiters_resume(
+    executor: ThreadPoolExecutor,
+) -> None:
+    store = GatedStore()
+    committer = GroupCommitter(store, executor)
+    held = await hold_a_sync(store, committer)
+    store.append(1, entry(1))
+    order: list[str] = []
+    seen: list[tuple[BaseException | None, list[int]]] = []
+
+    async def awaiter() -> None:
+        await committer.commit()  # shares the sync with the callback
+        order.append("awaiter")
+
+    task = asyncio.create_task(awaiter())
+    await asyncio.sleep(0)  # the awaiter has asked
+
+    def synced(error: BaseException | None) -> None:
+        order.append("callback")
+        seen.append((error, durable(store, 1)))
+
+    committer.commit_then(synced)
+    assert seen == []  # nothing before the sync
+    store.gate.set()
+    await held
+    await task
+    assert seen == [(None, [1])]
+    assert order == ["callback", "awaiter"]  # called directly, not one loop turn later
+    await committer.drain()
+
+
+async def test_commit_then_gets_the_sync_error(executor: ThreadPoolExecutor) -> None:
+    store = GatedStore()
+    committer = GroupCommitter(store, executor)
+    held = await hold_a_sync(store, committer)
+    store.error = OSError("disk on fire")
+    store.append(1, entry(1))
+    errors: list[BaseException | None] = []
+    committer.commit_then(errors.append)
+    later = committer.commit_future()  # a callback that raises must not strand other waiters
+
+    def broken(_: BaseException | None) -> None:
+        raise ZeroDivisionError
+
+    committer.commit_then(broken)
+    store.gate.set()
+    with pytest.raises(OSError, match="disk on fire"):
+        await held
+    with pytest.raises(OSError, match="disk on fire"):
+        await later
+    assert len(errors) == 1
+    assert isinstance(errors[0], OSError)
+    store.error = None
+    await committer.drain()

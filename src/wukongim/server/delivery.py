@@ -116,6 +116,10 @@ class Delivery:
                     )
         self.sent_count += sent
 
+    def flush_now(self) -> None:
+        """Hand every session's queued frames to its link now (see `SessionRegistry`)."""
+        self._registry.flush_all()
+
     # ---- acknowledgements ------------------------------------------------------------------
 
     def on_recvack(self, session: Session, ack: RecvAck) -> None:

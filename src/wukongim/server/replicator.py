@@ -3,7 +3,7 @@
 The send path and the HTTP API only see `propose(group, commands) -> results` (or `submit`, its
 callback form). A Raft group replaces this class later without touching them (ARCHITECTURE §4).
 
-Pipeline, one round per wake-up of `run()` (one loop turn's proposals):
+Pipeline, one round per loop turn with proposals (the first `submit` of a turn schedules it):
 
   1. take every proposal made since the last round: one log entry per proposal, term 1,
      consecutive indexes;
@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,11 @@ class Committer(Protocol):
         """The same as `commit()`, as a future (no task per round)."""
         ...
 
+    def commit_then(self, callback: Callable[[BaseException | None], None]) -> None:
+        """The same as `commit()`, as a callback called on the loop with the sync's error (or
+        None) as soon as the sync returns: no future, no extra loop iteration."""
+        ...
+
 
 class Machine(Protocol):
     def applied_index(self) -> int: ...
@@ -65,7 +70,9 @@ class ReplicatorStoppedError(RuntimeError):
     """The replicator is stopped or its store failed; nothing more can be proposed."""
 
 
-_Proposal = tuple[list[Command], "asyncio.Future[list[Result]]"]
+ProposalFuture = asyncio.Future[list[Result]]
+OnDone = Callable[[ProposalFuture], None]
+_Proposal = tuple[list[Command], ProposalFuture, OnDone | None]
 
 
 @dataclass(slots=True)
@@ -74,11 +81,13 @@ class _Round:
 
     entries: list[LogEntry]
     batch: list[_Proposal]
-    commit: asyncio.Future[None]
+    synced: bool = False
+    error: BaseException | None = None
 
 
 class LocalReplicator:
-    """Local log + apply for one group. Call `recover()`, then run `run()` as a task."""
+    """Local log + apply for one group. Call `recover()`, then run `run()` as a task (it waits
+    for `stop()`, then for the rounds in flight; proposals are served from the first `submit`)."""
 
     def __init__(
         self,
@@ -102,6 +111,7 @@ class LocalReplicator:
         self._stopped = False
         self._failed: BaseException | None = None
         self._in_flight: deque[_Round] = deque()
+        self._drained: asyncio.Future[None] | None = None  # run() waits on it at shutdown
         self.round_count = 0  # metrics: rounds (log appends) and proposals so far
         self.proposal_count = 0
         self.last_index = 0
@@ -109,16 +119,23 @@ class LocalReplicator:
 
     # ---- proposing -----------------------------------------------------------------------
 
-    def submit(self, group: int, commands: Sequence[Command]) -> asyncio.Future[list[Result]]:
+    def submit(
+        self, group: int, commands: Sequence[Command], *, on_done: OnDone | None = None
+    ) -> ProposalFuture:
         """Queue `commands` as one log entry; the future resolves with one result per command
-        once the entry is durable and applied."""
+        once the entry is durable and applied. `on_done(future)`, if given, is called right
+        after the future is resolved (or failed), in the same loop iteration: unlike a done
+        callback of the future, it costs no extra turn of the loop."""
         if group != self.group:
             raise ValueError(f"this node serves group {self.group}, not {group}")
         if self._stopped or self._failed is not None:
             raise ReplicatorStoppedError("replicator stopped") from self._failed
-        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        self._pending.append((list(commands), future))
-        self._wake.set()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Result]] = loop.create_future()
+        pending = self._pending
+        if not pending:  # the first proposal of this turn: one round takes them all
+            loop.call_soon(self._round)
+        pending.append((list(commands), future, on_done))
         return future
 
     async def propose(self, group: int, commands: Sequence[Command]) -> list[Result]:
@@ -152,14 +169,11 @@ class LocalReplicator:
     async def run(self) -> None:
         """Serve proposals until `stop()`; then wait for the rounds in flight, fail the rest."""
         try:
-            while not self._stopped:
-                await self._wake.wait()
-                self._wake.clear()
-                if self._pending and not self._stopped:
-                    self._start_round()
-            while self._in_flight:
+            await self._wake.wait()  # set by stop()
+            while self._in_flight and self._failed is None:
+                self._drained = asyncio.get_running_loop().create_future()
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._in_flight[-1].commit)
+                    await self._drained
         finally:
             self._fail_pending(ReplicatorStoppedError("replicator stopped"))
             log.info(
@@ -173,13 +187,18 @@ class LocalReplicator:
         self._stopped = True
         self._wake.set()
 
+    def _round(self) -> None:
+        """Scheduled by the first `submit` of a loop turn (one callback, no task switch)."""
+        if self._pending and not self._stopped:
+            self._start_round()
+
     def _start_round(self) -> None:
         """Append the pending proposals and start making them durable. Rounds overlap: the
         next one is appended while this one's fsync runs; they are applied in order."""
         batch, self._pending = self._pending, []
         entries: list[LogEntry] = []
         index = self.last_index
-        for commands, _ in batch:
+        for commands, _, _ in batch:
             index += 1
             data = encode_commands(commands)
             self._bytes_since_compaction += len(data)
@@ -192,29 +211,32 @@ class LocalReplicator:
         self.last_index = index
         self.round_count += 1
         self.proposal_count += len(batch)
-        commit = self._committer.commit_future()
-        self._in_flight.append(_Round(entries, batch, commit))
-        commit.add_done_callback(self._on_commit)
+        round_ = _Round(entries, batch)
+        self._in_flight.append(round_)
 
-    def _on_commit(self, _: object) -> None:
+        def synced(error: BaseException | None) -> None:
+            round_.synced = True
+            round_.error = error
+            self._on_commit()
+
+        self._committer.commit_then(synced)
+
+    def _on_commit(self) -> None:
         """Apply every round at the head of the queue whose commit finished, in order."""
         in_flight = self._in_flight
-        while in_flight and in_flight[0].commit.done():
+        while in_flight and in_flight[0].synced:
             head = in_flight[0]
-            commit = head.commit
-            error = (
-                ReplicatorStoppedError("commit cancelled")
-                if commit.cancelled()
-                else commit.exception()
-            )
-            if error is not None:
+            if head.error is not None:
                 batches = [item.batch for item in in_flight]
                 in_flight.clear()
-                self._fail_store(error, batches)
+                self._fail_store(head.error, batches)
                 return
             in_flight.popleft()
             self._apply(head.entries, head.batch)
         self._maybe_compact()
+        drained = self._drained
+        if not in_flight and drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _fail_store(self, exc: BaseException, batches: list[list[_Proposal]]) -> None:
         log.critical("group %d: log write failed; refusing proposals", self.group, exc_info=exc)
@@ -222,23 +244,26 @@ class LocalReplicator:
         self._stopped = True
         self._wake.set()
         for batch in batches:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(ReplicatorStoppedError("log write failed"))
+            for _, future, on_done in batch:
+                _settle(future, on_done, ReplicatorStoppedError("log write failed"))
         self._fail_pending(ReplicatorStoppedError("log write failed"))
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _apply(self, entries: list[LogEntry], batch: list[_Proposal]) -> None:
         machine = self._machine
-        for entry, (commands, future) in zip(entries, batch, strict=True):
+        for entry, (commands, future, on_done) in zip(entries, batch, strict=True):
             try:
                 results = machine.apply(entry.index, commands)
             except Exception as exc:  # our bug: report it to this proposal, keep serving
                 log.exception("group %d: apply of entry %d failed", self.group, entry.index)
-                if not future.done():
-                    future.set_exception(exc)
+                _settle(future, on_done, exc)
                 continue
             if not future.done():
                 future.set_result(results)
+            if on_done is not None:
+                on_done(future)
 
     def _maybe_compact(self) -> None:
         applied = self._machine.applied_index()
@@ -252,6 +277,13 @@ class LocalReplicator:
 
     def _fail_pending(self, exc: BaseException) -> None:
         pending, self._pending = self._pending, []
-        for _, future in pending:
-            if not future.done():
-                future.set_exception(exc)
+        for _, future, on_done in pending:
+            _settle(future, on_done, exc)
+
+
+def _settle(future: ProposalFuture, on_done: OnDone | None, exc: BaseException) -> None:
+    """Fail a proposal and tell its `on_done`."""
+    if not future.done():
+        future.set_exception(exc)
+    if on_done is not None:
+        on_done(future)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -43,7 +43,16 @@ log = logging.getLogger(__name__)
 
 
 class Proposer(Protocol):
-    def submit(self, group: int, commands: Sequence[Command]) -> asyncio.Future[list[Result]]: ...
+    def submit(
+        self,
+        group: int,
+        commands: Sequence[Command],
+        *,
+        on_done: Callable[[asyncio.Future[list[Result]]], None] | None = None,
+    ) -> asyncio.Future[list[Result]]:
+        """The future resolves with the results once durable and applied; `on_done(future)` is
+        called right after, in the same loop iteration."""
+        ...
 
 
 class SendPlanner(Protocol):
@@ -164,7 +173,7 @@ class SendPath:
         proposal: asyncio.Future[list[Result]] | None = None
         if persisted:
             try:
-                proposal = self._proposer.submit(self._group, persisted)
+                proposal = self._proposer.submit(self._group, persisted, on_done=self._drain)
             except RuntimeError as exc:
                 log.error("cannot propose %d messages: %s", len(persisted), exc)
                 proposal = self._loop.create_future()
@@ -172,8 +181,6 @@ class SendPath:
         self._in_order.append(_Batch(items, proposal))
         if proposal is None or proposal.done():
             self._drain()
-        else:
-            proposal.add_done_callback(self._drain)
 
     # ---- acknowledge + fan out -------------------------------------------------------------
 
@@ -186,6 +193,9 @@ class SendPath:
                 return
             in_order.popleft()
             self._on_applied(head)
+        # the SENDACKs and RECVs leave now, not one loop iteration later: that iteration would
+        # first read (and decode, decrypt, propose) every socket that became readable meanwhile
+        self._delivery.flush_now()
 
     def _on_applied(self, batch: _Batch) -> None:
         proposal = batch.proposal

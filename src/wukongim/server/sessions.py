@@ -107,7 +107,6 @@ class Session:
 
     __slots__ = (
         "_decoder",
-        "_flush_scheduled",
         "_handler",
         "_link",
         "_loop",
@@ -157,7 +156,6 @@ class Session:
         self._link = link
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes] = []
-        self._flush_scheduled = False
         self._output_bytes_max = output_bytes_max
         registry.add(self)
 
@@ -211,17 +209,16 @@ class Session:
         """Queue one encoded frame; it leaves at the end of this loop turn."""
         if self.state is _CLOSED:
             return
-        self._out.append(frame)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+        out = self._out
+        if not out:  # the first frame of this turn: the registry flushes us at its end
+            self.registry.flush_later(self)
+        out.append(frame)
 
     def write_frame(self, frame: Frame) -> None:
         self.write(encode(frame, self.version))
 
     def flush(self) -> None:
         """Hand the queued frames to the link (called once per loop turn)."""
-        self._flush_scheduled = False
         if not self._out or self.state is _CLOSED:
             return
         out, self._out = self._out, []
@@ -304,6 +301,8 @@ class SessionRegistry:
     def __init__(self, *, auth_idle_timeout_s: float, idle_timeout_s: float) -> None:
         self._sessions: dict[int, Session] = {}
         self._next_id = 0
+        self._to_flush: list[Session] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.auth_idle_timeout_s = auth_idle_timeout_s
         self.idle_timeout_s = idle_timeout_s
 
@@ -313,6 +312,28 @@ class SessionRegistry:
 
     def add(self, session: Session) -> None:
         self._sessions[session.conn_id] = session
+
+    def flush_later(self, session: Session) -> None:
+        """Flush `session` at the end of this loop turn: ONE callback per turn flushes every
+        session written to in it (not one callback per session)."""
+        to_flush = self._to_flush
+        if not to_flush:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush_all)
+        to_flush.append(session)
+
+    def flush_all(self) -> None:
+        """Flush every session written to since the last flush (normally at the end of the
+        turn; the send path calls it early, as soon as a batch is acknowledged)."""
+        sessions, self._to_flush = self._to_flush, []
+        for session in sessions:
+            try:
+                session.flush()
+            except Exception:  # connection boundary: one broken link must not stall the rest
+                log.exception("closing %r after a failed write", session)
+                session.abort()
 
     def remove(self, session: Session) -> None:
         self._sessions.pop(session.conn_id, None)
