@@ -20,8 +20,9 @@ import asyncio
 import enum
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from wukongim.protocol.errors import RemoteProtocolError
 from wukongim.protocol.wkproto import (
@@ -91,9 +92,9 @@ class FrameHandler(Protocol):
     def on_closed(self, session: Session) -> None: ...
 
 
-@dataclass(slots=True)
-class PendingRecv:
-    """A persisted RECV waiting for its RECVACK on this connection."""
+class PendingRecv(msgspec.Struct, gc=False):
+    """A persisted RECV waiting for its RECVACK on this connection (a Struct: one per RECV, and
+    ~0.15 us to build where a slotted dataclass takes ~0.5 us)."""
 
     frame: bytes
     sent_at_s: float
