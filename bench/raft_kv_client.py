@@ -12,6 +12,14 @@ closed loop (a fixed number of requests in flight, spread over `conns` connectio
 at `rate` ops/s, for warmup + measured seconds. It prints JSON lines on stdout:
   {"ev": "window_start"}  and  {"ev": "window_end"}  (the parent samples /proc at each)
   {"ev": "result", "ops": .., "errors": .., "seconds": .., "p50_ms": .., "p99_ms": .., ...}
+Every request's latency is measured: from the clock reading when it is queued for sending to
+the one taken when the read carrying its reply is handed to the generator. The keys (`keys` of
+them) are put in a random order, each once per `keys` requests.
+
+Both bench servers read the client port with `RequestReader` and answer OK with
+`ok_responses`: the same bytes as the generic nodewire codec, without a frame object per
+request (the load generator, `LoadConn`/`LoadGen`, likewise). Its cost per request matters:
+it shares a CPU with the followers.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from wukongim.protocol import nodewire as nw
+from wukongim.protocol.errors import RemoteProtocolError
 
 _U16 = struct.Struct("<H")
 DRAIN_S = 5.0  # after the window, wait this long at most for replies to requests issued in it
@@ -56,6 +65,115 @@ def encode_request(request_id: int, path: str, body: bytes) -> bytes:
         _TAILS[(path, len(body))] = parts
     head, middle = parts
     return head + _REQUEST_ID.pack(request_id) + middle + body
+
+
+_PREFIX_LEN = 7  # "WUKONG", frame type (a heartbeat is only this)
+_HEADER_LEN = 11  # + u32 BE body length
+_BE_U32 = struct.Struct(">I")
+_RESPONSE = int(nw.FrameType.RESPONSE)
+_OK = int(nw.Status.OK)
+_RESPONSE_FIXED = struct.Struct("<QBqI")  # id, status, timestamp, body length
+_REQUEST_HEAD = struct.Struct("<11sQ")  # envelope, request id
+_REQUEST = int(nw.FrameType.REQUEST)
+_PUT_FIXED = struct.Struct("<QH4sI")  # a /put request's id, path length, path, body length
+_PUT_BODY_START = _HEADER_LEN + _PUT_FIXED.size
+_OK_RESPONSE = struct.Struct("<11sQ13s")  # envelope, id, (status, timestamp, body length)
+_OK_HEAD = nw.encode(nw.Response(0, nw.Status.OK))[:_HEADER_LEN]
+_OK_TAIL = nw.encode(nw.Response(0, nw.Status.OK))[_HEADER_LEN + 8 :]
+
+
+def _put_request_parts(body: bytes) -> tuple[bytes, bytes]:
+    """The bytes of a /put request frame before and after its request id."""
+    whole = nw.encode(nw.Request(0, "/put", body))
+    return whole[:_HEADER_LEN], whole[_HEADER_LEN + 8 :]
+
+
+class RequestReader:
+    """Server side of the client port (both bench servers): the Request frames of a byte
+    stream, with the /put requests as plain (id, body) lists instead of a Request object each.
+    Heartbeats are skipped; any other frame goes through the generic decoder (nodewire's
+    checks, RemoteProtocolError)."""
+
+    def __init__(self) -> None:
+        self.rest = b""  # an incomplete frame from the previous read
+
+    def receive(self, data: bytes) -> tuple[list[int], list[bytes], list[nw.Frame]]:
+        """(ids, bodies) of the /put requests completed by `data`, and the other frames."""
+        buf = self.rest + data if self.rest else data
+        end = len(buf)
+        pos = 0
+        ids: list[int] = []
+        bodies: list[bytes] = []
+        others: list[nw.Frame] = []
+        unpack_length = _BE_U32.unpack_from
+        unpack_put = _PUT_FIXED.unpack_from
+        magic = nw.MAGIC
+        while end - pos >= _PUT_BODY_START:  # room for a whole /put header: the usual case
+            if not buf.startswith(magic, pos):
+                raise RemoteProtocolError("bad nodewire magic")
+            (length,) = unpack_length(buf, pos + 7)
+            stop = pos + _HEADER_LEN + length
+            request_id, path_len, path, body_len = unpack_put(buf, pos + _HEADER_LEN)
+            if (
+                path == b"/put"
+                and path_len == 4
+                and buf[pos + 6] == _REQUEST
+                and length == _PUT_FIXED.size + body_len
+            ):
+                if stop > end:
+                    break
+                ids.append(request_id)
+                bodies.append(buf[pos + _PUT_BODY_START : stop])
+                pos = stop
+                continue
+            pos = self._other(buf, pos, end, others, ids, bodies)
+            if pos < 0:
+                return ids, bodies, others
+        while end - pos >= _PREFIX_LEN:  # short frames, or the start of one
+            pos = self._other(buf, pos, end, others, ids, bodies)
+            if pos < 0:
+                return ids, bodies, others
+        self.rest = buf[pos:] if pos < end else b""
+        return ids, bodies, others
+
+    def _other(
+        self,
+        buf: bytes,
+        pos: int,
+        end: int,
+        others: list[nw.Frame],
+        ids: list[int],
+        bodies: list[bytes],
+    ) -> int:
+        """Decode the frame at `pos` with the generic decoder: the position after it, or -1
+        (with the rest kept for the next read) if it is incomplete."""
+        if not buf.startswith(nw.MAGIC, pos):
+            raise RemoteProtocolError("bad nodewire magic")
+        frame_type = buf[pos + 6]
+        if frame_type == nw.FrameType.HEARTBEAT:
+            return pos + _PREFIX_LEN
+        stop = -1
+        if end - pos >= _HEADER_LEN:
+            (length,) = _BE_U32.unpack_from(buf, pos + 7)
+            if length > nw.FRAME_BYTES_MAX_DEFAULT:
+                raise RemoteProtocolError(f"nodewire frame of {length} bytes is too large")
+            stop = pos + _HEADER_LEN + length
+        if stop < 0 or stop > end:
+            self.rest = buf[pos:]
+            return -1
+        frame = nw.decode_body(frame_type, buf[pos + _HEADER_LEN : stop])
+        if isinstance(frame, nw.Request) and frame.path == "/put":
+            ids.append(frame.id)
+            bodies.append(frame.body)
+        else:
+            others.append(frame)
+        return stop
+
+
+def ok_responses(ids: list[int]) -> bytes:
+    """The wire bytes of an OK Response with an empty body for each request id."""
+    pack = _OK_RESPONSE.pack
+    return b"".join([pack(_OK_HEAD, i, _OK_TAIL) for i in ids])
 
 
 def now_s() -> float:
@@ -164,14 +282,91 @@ class LoadConfig:
     seed: int = 1
 
 
+class LoadConn(ClientConn):
+    """A load-generator connection: replies to puts are matched to their send time without a
+    callback or a Response object per request (the generator is measurement apparatus and
+    shares CPU 1 with the followers, so its cost per request is kept small).
+
+    `data_received` scans the Response frames directly (any other frame is checked by the
+    generic decoder and skipped). Every reply of one read is stamped with one clock reading
+    taken when the read is handed to us (the bytes arrived before it): a request's latency is
+    that stamp minus the clock reading taken when it was queued for sending."""
+
+    def __init__(self, gen: LoadGen) -> None:
+        super().__init__()
+        self.gen = gen
+        self.buf = bytearray()
+        self.started: dict[int, float] = {}  # request id -> send time (requests of the window)
+
+    def data_received(self, data: bytes) -> None:
+        arrived = now_s()
+        buf = self.buf
+        buf += data
+        end = len(buf)
+        pos = 0
+        ok: list[int] = []  # request ids
+        failed: list[int] = []
+        unpack_length = _BE_U32.unpack_from
+        unpack_fixed = _RESPONSE_FIXED.unpack_from
+        magic = nw.MAGIC
+        while end - pos >= _HEADER_LEN:
+            if buf[pos + 6] != _RESPONSE or not buf.startswith(magic, pos):
+                pos = self._other_frame(pos, end)
+                if pos < 0:
+                    break
+                continue
+            stop = pos + _HEADER_LEN + unpack_length(buf, pos + 7)[0]
+            if stop > end:
+                break
+            request_id, status_code, _, _ = unpack_fixed(buf, pos + _HEADER_LEN)
+            if status_code == _OK:
+                ok.append(request_id)
+            else:
+                failed.append(request_id)
+            pos = stop
+        if pos:
+            del buf[:pos]
+        if ok or failed:
+            self.gen.on_replies(self, ok, failed, arrived)
+        self.flush()
+
+    def _other_frame(self, pos: int, end: int) -> int:
+        """Check and skip one frame that is not a Response (the server sends none; a heartbeat
+        would be harmless): returns the position after it, or -1 if it is incomplete."""
+        buf = self.buf
+        if buf[pos : pos + 6] != nw.MAGIC:
+            raise RemoteProtocolError("bad nodewire magic")
+        frame_type = buf[pos + 6]
+        if frame_type == nw.FrameType.HEARTBEAT:
+            return pos + 7
+        (length,) = _BE_U32.unpack_from(buf, pos + 7)
+        stop: int = pos + _HEADER_LEN + length
+        if stop > end:
+            return -1
+        nw.decode_body(frame_type, bytes(buf[pos + _HEADER_LEN : stop]))  # or raise
+        return stop
+
+    def schedule_flush(self) -> None:
+        """Write what `LoadGen.issue` queued in `out` at the end of this loop iteration."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+
 class LoadGen:
-    def __init__(self, cfg: LoadConfig, conns: list[ClientConn]) -> None:
+    def __init__(self, cfg: LoadConfig) -> None:
         self.cfg = cfg
-        self.conns = conns
         rng = random.Random(cfg.seed)
-        self.value = rng.randbytes(cfg.value_bytes)
-        self.keys = [b"key%08d" % i for i in range(cfg.keys)]
-        self.rng = rng
+        value = rng.randbytes(cfg.value_bytes)
+        # Every key's request frame (around the request id) is built once; the keys are put
+        # in a random order (one permutation, cycled: each key once per `keys` puts).
+        order = list(range(cfg.keys))
+        rng.shuffle(order)
+        parts = [_put_request_parts(put_body(b"key%08d" % i, value)) for i in order]
+        # two lists of bytes, not a list of tuples: nothing here for the GC to scan
+        self.heads = [head for head, _ in parts]
+        self.tails = [tail for _, tail in parts]
+        self.next_key = 0
         self.measuring = False
         self.running = True
         self.ops = 0
@@ -180,39 +375,60 @@ class LoadGen:
         self.sent = 0
         self.window_pending = 0
         self.seconds = 0.0
+        self.closed_loop = False  # run_closed: every reply is followed by a new request
 
-    def issue(self, conn: ClientConn, *, again: bool) -> None:
-        """Send one put. Requests issued inside the window give the latencies (waited for up
-        to DRAIN_S after it); replies arriving inside the window give the throughput."""
-        key = self.keys[self.rng.randrange(len(self.keys))]
-        started = now_s()
-        in_window = self.measuring
-        if in_window:
-            self.window_pending += 1
+    def issue(self, conn: LoadConn, count: int = 1) -> None:
+        """Send `count` puts on `conn`. Requests issued inside the window give the latencies
+        (waited for up to DRAIN_S after it); replies arriving inside the window give the
+        throughput."""
+        heads, tails = self.heads, self.tails
+        k = self.next_key
+        request_id = conn.next_id
+        pack = _REQUEST_HEAD.pack
+        out = conn.out
+        started = conn.started if self.measuring else None
+        for _ in range(count):
+            if started is not None:
+                started[request_id] = now_s()
+            out.append(pack(heads[k], request_id) + tails[k])
+            request_id += 1
+            k += 1
+            if k == len(tails):
+                k = 0
+        self.next_key = k
+        conn.next_id = request_id
+        self.sent += count
+        if started is not None:
+            self.window_pending += count
+        conn.schedule_flush()
 
-        def on_reply(reply: nw.Response) -> None:
-            ok = reply.status == nw.Status.OK
-            if self.measuring:
-                if ok:
-                    self.ops += 1
-                else:
-                    self.errors += 1
-            if in_window:
-                self.window_pending -= 1
-                if ok:
-                    self.latencies_s.append(now_s() - started)
-            if again and self.running:
-                self.issue(conn, again=True)
+    def on_replies(self, conn: LoadConn, ok: list[int], failed: list[int], arrived: float) -> None:
+        """Replies to the requests `ok` and `failed` arrived at `arrived`; in the closed loop
+        each one is replaced by a new request on the same connection."""
+        if self.measuring:
+            self.ops += len(ok)
+            self.errors += len(failed)
+        pop = conn.started.pop
+        if conn.started:  # requests issued inside the window
+            latencies = self.latencies_s
+            for request_id in ok:
+                t0 = pop(request_id, None)
+                if t0 is not None:
+                    self.window_pending -= 1
+                    latencies.append(arrived - t0)
+            for request_id in failed:
+                if pop(request_id, None) is not None:
+                    self.window_pending -= 1
+        if self.closed_loop and self.running:
+            self.issue(conn, len(ok) + len(failed))
 
-        self.sent += 1
-        conn.send("/put", put_body(key, self.value), on_reply)
-
-    async def run_closed(self) -> None:
+    async def run_closed(self, conns: list[LoadConn]) -> None:
+        self.closed_loop = True
         for i in range(self.cfg.concurrency):
-            self.issue(self.conns[i % len(self.conns)], again=True)
+            self.issue(conns[i % len(conns)])
         await self.windows()
 
-    async def run_open(self) -> None:
+    async def run_open(self, conns: list[LoadConn]) -> None:
         task = asyncio.create_task(self.windows())
         start = now_s()
         issued = 0
@@ -220,7 +436,7 @@ class LoadGen:
         while not task.done() and self.running:
             due = int((now_s() - start) * self.cfg.rate)
             while issued < due:
-                self.issue(self.conns[i % len(self.conns)], again=False)
+                self.issue(conns[i % len(conns)])
                 issued += 1
                 i += 1
             await asyncio.sleep(0.001)
@@ -261,12 +477,17 @@ def emit(obj: dict[str, object]) -> None:
 
 
 async def loadgen_main(cfg: LoadConfig) -> None:
-    conns = [await connect(cfg.host, cfg.port) for _ in range(cfg.conns)]
-    gen = LoadGen(cfg, conns)
+    gen = LoadGen(cfg)
+    loop = asyncio.get_running_loop()
+    conns: list[LoadConn] = []
+    for _ in range(cfg.conns):
+        async with asyncio.timeout(5.0):
+            _, conn = await loop.create_connection(lambda: LoadConn(gen), cfg.host, cfg.port)
+        conns.append(conn)
     if cfg.rate > 0:
-        await gen.run_open()
+        await gen.run_open(conns)
     else:
-        await gen.run_closed()
+        await gen.run_closed(conns)
     emit(gen.result())
     for conn in conns:
         conn.close()

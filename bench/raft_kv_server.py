@@ -19,14 +19,16 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
-from bench.raft_kv_client import parse_put_body
+from bench.raft_kv_client import RequestReader, ok_responses
 from wukongim.ids import NodeId
 from wukongim.node.node import Node, NodeConfig
 from wukongim.protocol import nodewire as nw
+from wukongim.protocol.errors import RemoteProtocolError
 from wukongim.raft import NotLeader, Role
 from wukongim.server.group_commit import GroupCommitter
 from wukongim.server.peer_links import PeerLinks
@@ -35,6 +37,7 @@ from wukongim.store.raftlog import LOG_CF, RocksRaftLogStore
 from wukongim.store.rocks import RocksKVStore
 
 GROUP = 1
+log = logging.getLogger(__name__)
 
 
 class KVMachine:
@@ -44,8 +47,8 @@ class KVMachine:
         self.data: dict[bytes, bytes] = {}
 
     def apply(self, index: int, data: bytes) -> object:
-        key, value = parse_put_body(data)
-        self.data[key] = value
+        n = data[0] | data[1] << 8  # parse_put_body, inlined (it runs on every node per op)
+        self.data[data[2 : 2 + n]] = data[2 + n :]
         return None
 
     def snapshot(self) -> bytes:
@@ -58,7 +61,7 @@ class KVMachine:
 class ClientConn(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.decoder = nw.NodeWireDecoder()
+        self.reader = RequestReader()
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
         self.flush_scheduled = False
@@ -67,13 +70,25 @@ class ClientConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        for frame in self.decoder.receive_data(data):
+        try:
+            ids, bodies, others = self.reader.receive(data)
+        except RemoteProtocolError as exc:
+            log.warning("client: %s", exc)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if ids:
+            self.server.put_many(self, ids, bodies)
+        for frame in others:
             if isinstance(frame, nw.Request):
                 self.server.handle(self, frame)
         self.flush()
 
     def reply(self, response: nw.Response) -> None:
-        self.out.append(nw.encode(response))
+        self.reply_bytes(nw.encode(response))
+
+    def reply_bytes(self, data: bytes) -> None:
+        self.out.append(data)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
@@ -96,26 +111,32 @@ class Server:
         self.gc_pauses: dict[str, float] = {}
 
     def handle(self, conn: ClientConn, request: nw.Request) -> None:
+        """Requests other than /put (which take the batched path, `put_many`)."""
         if request.path == "/put":
-            self.put(conn, request)
+            self.put_many(conn, [request.id], [request.body])
         elif request.path == "/status":
             body = json.dumps(self.status()).encode()
             conn.reply(nw.Response(request.id, nw.Status.OK, 0, body))
 
-    def put(self, conn: ClientConn, request: nw.Request) -> None:
-        request_id = request.id
+    def put_many(self, conn: ClientConn, ids: list[int], bodies: list[bytes]) -> None:
+        """The /put requests of one read: proposed together, answered as they apply."""
 
-        def on_done(result: object, error: BaseException | None) -> None:
+        def on_done(
+            start: int, stop: int, _: Sequence[object], error: BaseException | None
+        ) -> None:
             if error is None:
-                conn.reply(nw.Response(request_id, nw.Status.OK))
+                conn.reply_bytes(ok_responses(ids[start:stop]))
             else:
-                conn.reply(nw.Response(request_id, nw.Status.ERROR, 0, repr(error).encode()))
+                fail(ids[start:stop], repr(error).encode())
+
+        def fail(failed: list[int], body: bytes) -> None:
+            for request_id in failed:
+                conn.reply(nw.Response(request_id, nw.Status.ERROR, 0, body))
 
         try:
-            self.loop.propose_nowait(GROUP, request.body, on_done)
+            self.loop.propose_many_nowait(GROUP, bodies, on_done)
         except NotLeader as exc:
-            body = f"notleader:{exc.leader}".encode()
-            conn.reply(nw.Response(request_id, nw.Status.ERROR, 0, body))
+            fail(ids, f"notleader:{exc.leader}".encode())
 
     def status(self) -> dict[str, object]:
         st = self.node.status(GROUP)

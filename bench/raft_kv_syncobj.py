@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, cast
 
-from bench.raft_kv_client import parse_put_body
+from bench.raft_kv_client import RequestReader, ok_responses, parse_put_body
 from wukongim.protocol import nodewire as nw
 
 
@@ -81,7 +81,7 @@ class Server:
         while self.done:
             conn, request_id, err = self.done.popleft()
             if err is None or err == 0:
-                conn.out.append(nw.encode(nw.Response(request_id, nw.Status.OK)))
+                conn.out.append(ok_responses([request_id]))
             else:
                 error = f"error:{err}".encode()
                 conn.out.append(nw.encode(nw.Response(request_id, nw.Status.ERROR, 0, error)))
@@ -93,7 +93,7 @@ class Server:
 class ClientConn(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.decoder = nw.NodeWireDecoder()
+        self.reader = RequestReader()  # the same client-port codec as bench/raft_kv_server.py
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
 
@@ -102,7 +102,10 @@ class ClientConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        for frame in self.decoder.receive_data(data):
+        ids, bodies, others = self.reader.receive(data)
+        for request_id, body in zip(ids, bodies, strict=True):
+            self.server.put(self, request_id, body)
+        for frame in others:
             if not isinstance(frame, nw.Request):
                 continue
             if frame.path == "/put":

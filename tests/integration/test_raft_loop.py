@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ from wukongim.node.node import Node, NodeConfig
 from wukongim.raft import RaftConfig, Role
 from wukongim.server.group_commit import GroupCommitter
 from wukongim.server.peer_links import PeerLinks, PeerLinksConfig
-from wukongim.server.raft_loop import NotLeader, RaftLoop, RaftLoopConfig
+from wukongim.server.raft_loop import BatchWaiter, NotLeader, RaftLoop, RaftLoopConfig
 from wukongim.store.interfaces import RaftLogStore
 from wukongim.store.memory import MemoryRaftLogStore
 from wukongim.store.raftlog import LOG_CF, RocksRaftLogStore
@@ -159,6 +159,7 @@ async def test_three_members_replicate_and_followers_redirect() -> None:
         value = await follower.loop.read(GROUP, lambda kv: kv.data.get(b"k199"))  # type: ignore[attr-defined]
         assert value == b"199"
         await wait_until(lambda: all(len(m.kv().data) == 200 for m in members))
+        assert all(m.loop.stats.syncs > 0 for m in members)
 
 
 async def test_a_new_leader_serves_after_the_leader_stops() -> None:
@@ -267,3 +268,44 @@ async def test_queued_proposals_fail_if_leadership_is_lost_before_the_turn() -> 
         [(result, error)] = outcomes
         assert result is None
         assert isinstance(error, NotLeader)
+
+
+async def test_batch_proposals_are_answered_in_order_with_their_results() -> None:
+    async with cluster(3) as members:
+        leader = await leader_of(members)
+        answers: dict[str, list[tuple[int, int, list[object], BaseException | None]]] = {
+            "b": [],
+            "c": [],
+        }
+
+        def recorder(name: str) -> BatchWaiter:
+            def on_done(
+                start: int, stop: int, results: Sequence[object], error: BaseException | None
+            ) -> None:
+                answers[name].append((start, stop, list(results), error))
+
+            return on_done
+
+        def answered(name: str) -> int:
+            return sum(stop - start for start, stop, _, _ in answers[name])
+
+        # queued in the same loop iteration: one batch, three spans
+        leader.loop.propose_many_nowait(GROUP, [b"b=%d" % i for i in range(200)], recorder("b"))
+        leader.loop.propose_nowait(GROUP, b"b=single", lambda r, e: None)
+        leader.loop.propose_many_nowait(GROUP, [b"c=%d" % i for i in range(50)], recorder("c"))
+        await wait_until(lambda: answered("b") == 200 and answered("c") == 50)
+        for name, count in (("b", 200), ("c", 50)):
+            calls = answers[name]
+            assert all(error is None for *_, error in calls)
+            assert [start for start, *_ in calls] == [0] + [stop for _, stop, *_ in calls[:-1]]
+            assert calls[-1][1] == count
+        # KV.apply returns the key's previous value
+        assert [r for *_, rs, _ in answers["b"] for r in rs] == [None] + [
+            b"%d" % i for i in range(199)
+        ]
+        assert [r for *_, rs, _ in answers["c"] for r in rs] == [None] + [
+            b"%d" % i for i in range(49)
+        ]
+        follower = next(m for m in members if m is not leader)
+        with pytest.raises(NotLeader):
+            follower.loop.propose_many_nowait(GROUP, [b"b=x"], recorder("b"))

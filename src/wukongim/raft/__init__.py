@@ -24,6 +24,7 @@ from wukongim.raft.messages import (
     decode_message,
     encode_conf_change,
     encode_conf_state,
+    encode_entries,
     encode_message,
 )
 from wukongim.raft.ready import (
@@ -69,5 +70,6 @@ __all__ = [
     "decode_message",
     "encode_conf_change",
     "encode_conf_state",
+    "encode_entries",
     "encode_message",
 ]

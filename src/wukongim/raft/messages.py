@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -384,9 +384,20 @@ def decode_conf_change(data: bytes | memoryview) -> ConfChange:
     return ConfChange(cc_type, node_id, bytes(data[_CC.size :]))
 
 
-def encode_message(m: Message) -> bytes:
+def encode_entries(entries: Sequence[Entry]) -> bytes:
+    """The entries' part of an encoded message: their fixed-size headers, then all their data.
+    The same bytes for every message carrying these entries, so a leader can encode them once
+    for all followers and pass them to `encode_message`."""
+    pack_entry = _ENTRY.pack
+    parts = [pack_entry(e.index, e.term, e.kind, len(e.data)) for e in entries]
+    parts += [e.data for e in entries]
+    return b"".join(parts)
+
+
+def encode_message(m: Message, entries_blob: bytes | None = None) -> bytes:
     """Header, context, then the entries as one array of fixed-size headers followed by all
-    their data (so the decoder reads the headers with one `iter_unpack`), then the snapshot."""
+    their data (so the decoder reads the headers with one `iter_unpack`), then the snapshot.
+    `entries_blob`, if given, must be `encode_entries(m.entries)`."""
     flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_SNAPSHOT if m.snapshot is not None else 0)
     entries = m.entries
     header = _pack_header(
@@ -407,13 +418,7 @@ def encode_message(m: Message) -> bytes:
         return header + m.context if m.context else header
     parts = [header, m.context]
     if entries:
-        pack_entry = _ENTRY.pack
-        datas = []
-        for e in entries:
-            data = e.data
-            parts.append(pack_entry(e.index, e.term, e.kind, len(data)))
-            datas.append(data)
-        parts += datas
+        parts.append(entries_blob if entries_blob is not None else encode_entries(entries))
     if m.snapshot is not None:
         meta = m.snapshot.meta
         conf = encode_conf_state(meta.conf)

@@ -6,8 +6,13 @@ One task (`run()`) owns the node's loop turns. Everything else only queues input
   election timeout is 10-20 ticks);
 * peer links hand in Raft messages (`on_peer_messages`, the PeerLinks callback);
 * `propose()` / `read()` call the node at once (allowed at any point of a turn) and wait;
-  `propose_nowait()` (the hot path) only checks leadership and queues: the next turn hands the
-  queued entries of each group to the node in one `propose_batch`.
+  `propose_nowait()` and `propose_many_nowait()` (the hot paths) only check leadership and
+  queue: the next turn hands the queued entries of each group to the node in one
+  `propose_batch`.
+
+Proposals waiting for their entries to apply are kept per group as *spans* (consecutive
+indexes of one term, one callback), in index order: resolving an applied run walks the spans
+and hands each callback its slice of results, with no bookkeeping per entry.
 
 A turn, when there is work, in etcd's order and for all groups at once:
 
@@ -38,17 +43,26 @@ import asyncio
 import itertools
 import logging
 import struct
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from wukongim.ids import NodeId
-from wukongim.node.node import Node, NodeOutput, ReadyBatch, StateMachine
+from wukongim.node.node import AppliedRun, Node, NodeOutput, ReadyBatch, StateMachine
 from wukongim.protocol import nodewire as nw
-from wukongim.raft import DecodeError, Message, NotLeader, decode_message, encode_message
+from wukongim.raft import (
+    DecodeError,
+    Message,
+    NotLeader,
+    decode_message,
+    encode_entries,
+    encode_message,
+)
 
 __all__ = [
     "RAFT_MESSAGE_TYPE",
+    "BatchWaiter",
     "Committer",
     "NotLeader",
     "RaftLoop",
@@ -64,6 +78,62 @@ RAFT_MESSAGE_TYPE = 1  # nodewire Message.msg_type of a Raft message (upstream: 
 T = TypeVar("T")
 _Query = Callable[[StateMachine], object]
 Waiter = Callable[[object, BaseException | None], None]
+# (start, stop, results, error): datas[start:stop] of a propose_many_nowait call are done, with
+# the state machine's results (error None) or all failed with `error` (results empty).
+BatchWaiter = Callable[[int, int, Sequence[object], BaseException | None], None]
+
+
+class _Span:
+    """Proposals at indexes first .. first + count - 1, all of leader term `term`, owned by one
+    callback: a `BatchWaiter` (batch) or a `Waiter` (count 1). `done` of them are resolved."""
+
+    __slots__ = ("batch", "callback", "count", "done", "first", "generation", "term")
+
+    def __init__(  # noqa: PLR0917 - a record
+        self,
+        first: int,
+        count: int,
+        term: int,
+        callback: Callable[..., None],
+        batch: bool,
+        generation: int,
+    ) -> None:
+        self.first = first
+        self.count = count
+        self.term = term
+        self.callback = callback
+        self.batch = batch
+        self.generation = generation
+        self.done = 0
+
+    def succeed(self, results: Sequence[object], k0: int, k1: int) -> None:
+        """The next k1 - k0 proposals applied with results[k0:k1]."""
+        n = k1 - k0
+        if self.batch:
+            self.callback(self.done, self.done + n, results[k0:k1], None)
+        else:
+            self.callback(results[k0], None)
+        self.done += n
+
+    def fail(self, n: int, error: BaseException) -> None:
+        """The next n proposals failed (all remaining ones if n >= what remains)."""
+        n = min(n, self.count - self.done)
+        if n <= 0:
+            return
+        if self.batch:
+            self.callback(self.done, self.done + n, (), error)
+        else:
+            self.callback(None, error)
+        self.done += n
+
+    def truncate(self, k: int, error: BaseException) -> None:
+        """Proposals k.. (none resolved yet: k >= done) failed; the span now ends before k."""
+        if k < self.count:
+            if self.batch:
+                self.callback(k, self.count, (), error)
+            else:
+                self.callback(None, error)
+            self.count = k
 
 
 class Committer(Protocol):
@@ -124,10 +194,13 @@ class RaftLoop:
         self._wake = asyncio.Event()
         self._inbox: list[nw.Message] = []
         self._ticks_due = 0
-        # (group, index) -> (term, waiter, generation): the waiter is called once, at apply
-        self._proposals: dict[tuple[int, int], tuple[int, Waiter, int]] = {}
-        # group -> (datas, waiters) queued by propose_nowait for the next turn's propose_batch
-        self._queued: dict[int, tuple[list[bytes], list[Waiter]]] = {}
+        # group -> proposals handed to the node, waiting for apply, in index order
+        self._spans: dict[int, deque[_Span]] = {}
+        # group -> (datas, owners) queued by propose_(many_)nowait for the next turn's
+        # propose_batch; an owner is (callback, count, batch)
+        self._queued: dict[
+            int, tuple[list[bytes], list[tuple[Callable[..., None], int, bool]]]
+        ] = {}
         self._generation = 0  # advances every propose_timeout_s; see _expire_proposals
         self._ticks_in_generation = 0
         self._reads: dict[bytes, tuple[int, asyncio.Future[object], _Query | None]] = {}
@@ -161,14 +234,11 @@ class RaftLoop:
             else:
                 future.set_exception(error)
 
-        key = self._register(group, data, waiter)
-        try:
-            async with asyncio.timeout(self.config.propose_timeout_s):
-                return await future
-        finally:
-            pending = self._proposals.get(key)
-            if pending is not None and pending[1] is waiter:
-                del self._proposals[key]
+        self._register(group, data, waiter)
+        # On timeout the span stays until it applies or expires; the waiter then finds the
+        # future done and does nothing.
+        async with asyncio.timeout(self.config.propose_timeout_s):
+            return await future
 
     def propose_nowait(
         self, group: int, data: bytes, on_done: Callable[[object, BaseException | None], None]
@@ -178,6 +248,25 @@ class RaftLoop:
         entry was overwritten, TimeoutError after 1-2 x propose_timeout_s); it must not raise.
         Raises NotLeader at once if this node cannot propose; if it loses leadership before
         the next turn hands the entry to the core, `on_done(None, NotLeader(...))` follows."""
+        queued = self._queue_for(group)
+        queued[0].append(data)
+        queued[1].append((on_done, 1, False))
+
+    def propose_many_nowait(self, group: int, datas: list[bytes], on_done: BatchWaiter) -> None:
+        """`propose_nowait` for many entries of one caller (one per item of `datas`, in order)
+        with one callback: `on_done(start, stop, results, None)` once datas[start:stop] are
+        applied (in order, possibly over several calls), `on_done(start, stop, (), error)` for
+        those that failed. It must not raise. Raises NotLeader at once if this node cannot
+        propose. `datas` must not change afterwards."""
+        if not datas:
+            return
+        queued = self._queue_for(group)
+        queued[0].extend(datas)
+        queued[1].append((on_done, len(datas), True))
+
+    def _queue_for(
+        self, group: int
+    ) -> tuple[list[bytes], list[tuple[Callable[..., None], int, bool]]]:
         queued = self._queued.get(group)
         if queued is None:
             # Checked once per group per turn: leadership only changes while the turn steps
@@ -186,17 +275,34 @@ class RaftLoop:
                 raise NotLeader(self.node.leader(group))
             queued = self._queued[group] = ([], [])
             self._wake.set()
-        queued[0].append(data)
-        queued[1].append(on_done)
+        return queued
 
-    def _register(self, group: int, data: bytes, waiter: Waiter) -> tuple[int, int]:
+    def _register(self, group: int, data: bytes, waiter: Waiter) -> None:
         proposal = self.node.propose(group, data)
         if proposal is None:
             raise NotLeader(self.node.leader(group))
-        key = (group, proposal.index)
-        self._proposals[key] = (proposal.term, waiter, self._generation)
+        self._add_span(
+            group, _Span(proposal.index, 1, proposal.term, waiter, False, self._generation)
+        )
         self._wake.set()
-        return key
+
+    def _add_span(self, group: int, span: _Span) -> None:
+        """Track `span` (its entries were just appended by this node as leader). Older spans at
+        or after its first index were overwritten: our log no longer holds them, so they can
+        never commit (a future leader's log is a superset of every committed entry)."""
+        spans = self._spans.get(group)
+        if spans is None:
+            spans = self._spans[group] = deque()
+        while spans and spans[-1].first + spans[-1].count > span.first:
+            last = spans[-1]
+            last.truncate(
+                max(span.first - last.first, last.done),
+                NotLeader(self.node.leader(group), "proposal overwritten"),
+            )
+            if last.done < last.count:
+                break
+            spans.pop()
+        spans.append(span)
 
     async def read(self, group: int, query: Callable[[StateMachine], T] | None = None) -> T | int:
         """Linearizable read (read index). Once the group's read index is applied here, run
@@ -315,26 +421,29 @@ class RaftLoop:
 
     def _propose_queued(self) -> None:
         queued, self._queued = self._queued, {}
-        proposals, generation = self._proposals, self._generation
-        for group, (datas, waiters) in queued.items():
+        generation = self._generation
+        for group, (datas, owners) in queued.items():
             proposed = self.node.propose_batch(group, datas)
             if proposed is None:
                 error = NotLeader(self.node.leader(group))
-                for waiter in waiters:
-                    waiter(None, error)
+                for callback, count, batch in owners:
+                    _Span(0, count, 0, callback, batch, 0).fail(count, error)
                 continue
-            term, first = proposed.term, proposed.first_index
-            for index, waiter in enumerate(waiters, first):
-                proposals[group, index] = (term, waiter, generation)
+            term, index = proposed.term, proposed.first_index
+            for callback, count, batch in owners:
+                self._add_span(group, _Span(index, count, term, callback, batch, generation))
+                index += count
 
     def _expire_proposals(self, generation: int) -> None:
         """Fail proposals registered in `generation` or before: a leader cut off from its
         followers never learns whether they commit, and callbacks have no timeout of their own.
-        (An expired proposal may still commit later: callers retry idempotently.)"""
-        expired = [k for k, (_, _, g) in self._proposals.items() if g <= generation]
-        for key in expired:
-            _, waiter, _ = self._proposals.pop(key)
-            waiter(None, TimeoutError("proposal not applied in time"))
+        (An expired proposal may still commit later: callers retry idempotently.) Spans are
+        registered in time order, so the old ones are at the front."""
+        error = TimeoutError("proposal not applied in time")
+        for spans in self._spans.values():
+            while spans and spans[0].generation <= generation:
+                span = spans.popleft()
+                span.fail(span.count, error)
 
     def _step_inbox(self) -> None:
         node = self.node
@@ -355,25 +464,16 @@ class RaftLoop:
         transport = self.transport
         if transport is None:
             return
+        blobs: dict[tuple[int, int, int, int], bytes] = {}  # MsgApp entries, encoded once
         for dst, msgs in messages.items():
-            transport.send_many(NodeId(dst), _to_wire(msgs))
+            transport.send_many(NodeId(dst), _to_wire(msgs, blobs))
 
     def _resolve(self, out: NodeOutput) -> None:
-        proposals = self._proposals
         for run in out.applied_runs:
             self.stats.applied += len(run.entries)
-            if not proposals:
-                continue
-            group = run.group
-            for e, result in zip(run.entries, run.results, strict=True):
-                waiting = proposals.pop((group, e.index), None)
-                if waiting is None:
-                    continue
-                term, waiter, _ = waiting
-                if e.term == term:
-                    waiter(result, None)
-                else:
-                    waiter(None, NotLeader(self.node.leader(group), "proposal overwritten"))
+            spans = self._spans.get(run.group)
+            if spans:
+                self._resolve_run(run, spans)
         for done in out.reads:
             waiting_read = self._reads.pop(done.context, None)
             if waiting_read is None:
@@ -389,14 +489,48 @@ class RaftLoop:
             except Exception as exc:  # noqa: BLE001 (the caller's query failed: its error)
                 future.set_exception(exc)
 
+    def _resolve_run(self, run: AppliedRun, spans: deque[_Span]) -> None:
+        """Hand the results of `run` to the spans it covers (front of `spans`)."""
+        entries = run.entries
+        first, last = entries[0].index, entries[-1].index
+        while spans:
+            span = spans[0]
+            lo = span.first + span.done  # its next unresolved index
+            if lo > last:
+                return
+            if lo < first:
+                # Applied without passing here: a snapshot replaced the log under this span.
+                span.fail(first - lo, TimeoutError("proposal outcome unknown (snapshot)"))
+                lo = first
+            hi = min(span.first + span.count, last + 1)  # resolve indexes lo .. hi - 1
+            if hi > lo:
+                k0, k1 = lo - first, hi - first
+                term = span.term
+                if entries[k0].term == term and entries[k1 - 1].term == term:
+                    span.succeed(run.results, k0, k1)
+                else:
+                    # Terms only grow along the log: ours is a prefix, later ones overwrote it.
+                    k = k0
+                    while k < k1 and entries[k].term == term:
+                        k += 1
+                    if k > k0:
+                        span.succeed(run.results, k0, k)
+                    span.fail(
+                        k1 - k, NotLeader(self.node.leader(run.group), "proposal overwritten")
+                    )
+            if span.done < span.count:
+                return
+            spans.popleft()
+
     def _fail_all(self, error: BaseException) -> None:
-        proposals, self._proposals = self._proposals, {}
-        for _, waiter, _ in proposals.values():
-            waiter(None, error)
+        spans_by_group, self._spans = self._spans, {}
+        for spans in spans_by_group.values():
+            for span in spans:
+                span.fail(span.count, error)
         queued, self._queued = self._queued, {}
-        for _, waiters in queued.values():
-            for waiter in waiters:
-                waiter(None, error)
+        for _, owners in queued.values():
+            for callback, count, batch in owners:
+                _Span(0, count, 0, callback, batch, 0).fail(count, error)
         for _, future, _ in self._reads.values():
             if not future.done():
                 future.set_exception(error)
@@ -406,5 +540,23 @@ class RaftLoop:
 _READ_ID = struct.Struct(">Q")
 
 
-def _to_wire(msgs: list[Message]) -> list[nw.Message]:
-    return [nw.Message(0, RAFT_MESSAGE_TYPE, 0, encode_message(m)) for m in msgs]
+def _to_wire(
+    msgs: list[Message], blobs: dict[tuple[int, int, int, int], bytes]
+) -> list[nw.Message]:
+    """Raft messages as nodewire Messages. The entries of a MsgApp are encoded once per turn
+    for all followers (`blobs`): entries with the same first and last (index, term) are the
+    same entries (Raft's log matching property)."""
+    wire = []
+    for m in msgs:
+        entries = m.entries
+        if entries:
+            first, last = entries[0], entries[-1]
+            key = (first.index, first.term, last.index, last.term)
+            blob = blobs.get(key)
+            if blob is None:
+                blob = blobs[key] = encode_entries(entries)
+            content = encode_message(m, blob)
+        else:
+            content = encode_message(m)
+        wire.append(nw.Message(0, RAFT_MESSAGE_TYPE, 0, content))
+    return wire

@@ -30,6 +30,7 @@ from wukongim.raft import (
     decode_message,
     encode_conf_change,
     encode_conf_state,
+    encode_entries,
     encode_message,
 )
 from wukongim.raft.messages import make_entries, make_entry, make_hard_state, make_message
@@ -59,6 +60,11 @@ messages = st.builds(
     snapshot=st.none() | snapshots,
     context=st.binary(max_size=32),
 )
+
+
+@given(messages)
+def test_entries_encoded_once_give_the_same_message_bytes(m):
+    assert encode_message(m, encode_entries(m.entries)) == encode_message(m)
 
 
 @given(messages)
