@@ -181,6 +181,20 @@ async def test_proposals_pending_when_the_loop_stops_fail() -> None:
             await pending
 
 
+async def test_proposals_after_the_loop_stopped_fail_at_once() -> None:
+    # A proposal whose first step runs after run()'s cleanup must not wait for its timeout:
+    # nobody would ever resolve it.
+    async with cluster(1) as [only]:
+        await wait_until(lambda: only.is_leader)
+        await only.stop()
+        with pytest.raises(ConnectionAbortedError):
+            await only.loop.propose(GROUP, b"z=1")
+        with pytest.raises(ConnectionAbortedError):
+            only.loop.propose_nowait(GROUP, b"z=2", lambda result, error: None)
+        with pytest.raises(ConnectionAbortedError):
+            only.loop.propose_many_nowait(GROUP, [b"z=3"], lambda *args: None)
+
+
 async def test_restart_from_rocksdb_keeps_committed_state(tmp_path: Path) -> None:
     async def run_once(proposals: list[bytes]) -> list[object]:
         kv = RocksKVStore.open(tmp_path / "db", [LOG_CF])

@@ -13,6 +13,7 @@ Rules of this file: pure functions and one pure id generator; time is passed in.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 SYSTEM_UID = "____system"
@@ -57,6 +58,7 @@ def is_valid_uid(uid: str) -> bool:
     return bool(uid.strip()) and not has_forbidden_chars(uid)
 
 
+@functools.lru_cache(maxsize=65_536)  # every person send computes it; a pair chats many times
 def person_channel_id(a: str, b: str) -> str:
     """Person "fake" channel id: `a@b` if crc32(a) > crc32(b) else `b@a`.
 

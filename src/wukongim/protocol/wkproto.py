@@ -907,23 +907,20 @@ class Decoder:
         else:
             buf = bytes(data)
         frames: list[Frame] = []
-        pos = self._parse(buf, frames)
-        if pos < len(buf):
-            self._pending += buf[pos:] if pos else buf
-        return frames
-
-    def _parse(self, buf: bytes, frames: list[Frame]) -> int:
-        """Append the complete frames of `buf` to `frames`; return the offset consumed."""
         try:
-            return self._parse_frames(buf, frames)
+            pos = self._parse_frames(buf, frames)
         except (IndexError, struct.error) as exc:
             raise RemoteProtocolError(f"truncated frame body: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise RemoteProtocolError(f"invalid UTF-8 in a string: {exc}") from exc
+        if pos < len(buf):
+            self._pending += buf[pos:] if pos else buf
+        return frames
 
     def _parse_frames(self, buf: bytes, frames: list[Frame]) -> int:
-        """`_parse` without the translation of body decoder errors (one try per read, not
-        per frame: the body decoders only raise on malformed input)."""
+        """Append the complete frames of `buf` to `frames`; return the offset consumed. Body
+        decoder errors are translated by `feed` (one try per read, not per frame: the body
+        decoders only raise on malformed input)."""
         table = self._table
         version = self.version
         n = len(buf)

@@ -207,6 +207,7 @@ class RaftLoop:
         self._read_ids = itertools.count(1)
         self._tick_handle: asyncio.TimerHandle | None = None
         self._running = False
+        self._stopped = False  # run() ended: proposals raise ConnectionAbortedError
 
     # ---- inputs
 
@@ -223,7 +224,8 @@ class RaftLoop:
     async def propose(self, group: int, data: bytes) -> object:
         """Replicate `data` in `group`; return the state machine's result once it is applied
         here. Raises NotLeader (with the leader hint) if this node is not the group's leader or
-        the entry was overwritten by a new leader; TimeoutError after `propose_timeout_s`."""
+        the entry was overwritten by a new leader; TimeoutError after `propose_timeout_s`;
+        ConnectionAbortedError if `run()` has ended (or ends before it applies)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
         def waiter(result: object, error: BaseException | None) -> None:
@@ -267,6 +269,8 @@ class RaftLoop:
     def _queue_for(
         self, group: int
     ) -> tuple[list[bytes], list[tuple[Callable[..., None], int, bool]]]:
+        if self._stopped:
+            raise ConnectionAbortedError("raft loop stopped")
         queued = self._queued.get(group)
         if queued is None:
             # Checked once per group per turn: leadership only changes while the turn steps
@@ -278,6 +282,8 @@ class RaftLoop:
         return queued
 
     def _register(self, group: int, data: bytes, waiter: Waiter) -> None:
+        if self._stopped:
+            raise ConnectionAbortedError("raft loop stopped")
         proposal = self.node.propose(group, data)
         if proposal is None:
             raise NotLeader(self.node.leader(group))
@@ -348,6 +354,7 @@ class RaftLoop:
         finally:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
+            self._stopped = True  # from now on proposals fail at once (nobody would resolve them)
             self._fail_all(ConnectionAbortedError("raft loop stopped"))
             self._running = False
 
