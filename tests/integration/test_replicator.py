@@ -189,3 +189,23 @@ async def test_on_done_hears_of_a_failed_store() -> None:
         await future
     assert failed == [True]
     await task
+
+
+async def test_a_failing_on_done_does_not_stop_later_proposals() -> None:
+    kv = MemoryKVStore()
+    log = MemoryRaftLogStore(kv)
+    _, replicator, _ = _node(kv, log)
+    task = await _run(replicator)
+
+    def broken(_: asyncio.Future[list[Result]]) -> None:
+        raise RuntimeError("a bug in the caller")
+
+    first = replicator.submit(GROUP, [_message(1)], on_done=broken)
+    second = replicator.submit(GROUP, [_message(2)])  # same round, applied after the first
+    async with asyncio.timeout(10):  # without the guard the second one would never resolve
+        assert [r.message_seq for r in await first if isinstance(r, SendResult)] == [1]
+        assert [r.message_seq for r in await second if isinstance(r, SendResult)] == [2]
+        third = replicator.submit(GROUP, [_message(3)])  # and the replicator keeps serving
+        assert [r.message_seq for r in await third if isinstance(r, SendResult)] == [3]
+    replicator.stop()
+    await task

@@ -263,7 +263,7 @@ class LocalReplicator:
             if not future.done():
                 future.set_result(results)
             if on_done is not None:
-                on_done(future)
+                _tell(on_done, future)
 
     def _maybe_compact(self) -> None:
         applied = self._machine.applied_index()
@@ -286,4 +286,12 @@ def _settle(future: ProposalFuture, on_done: OnDone | None, exc: BaseException) 
     if not future.done():
         future.set_exception(exc)
     if on_done is not None:
+        _tell(on_done, future)
+
+
+def _tell(on_done: OnDone, future: ProposalFuture) -> None:
+    """Call a proposer's `on_done`; its bug must not stop the rounds after it."""
+    try:
         on_done(future)
+    except Exception:
+        log.exception("on_done callback of a proposal failed")
