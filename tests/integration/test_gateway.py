@@ -17,6 +17,7 @@ from tests.waiting import wait_until
 from wukongim import app
 from wukongim.protocol import wkproto as wk
 from wukongim.protocol.crypto import ClientKeyPair
+from wukongim.server.sessions import CONTROL_FRAMES_BURST
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +269,29 @@ async def test_ping_flood_closes_the_flooder_only(tmp_path: Path, transport: str
         flood = await (RawConn.tcp(port) if transport == "tcp" else RawConn.ws(port))
         assert (await flood.connect("flood")).reason_code == 1
         await flood.write(wk.PING_BYTES * (1 << 20))
+        await wait_until(lambda: not node.presence.sessions_of("flood"))
+        await polite.write(wk.PING_BYTES)
+        assert await polite.next_frame() == wk.PONG
+
+
+@pytest.mark.parametrize("kind", ["ping", "sub"])
+async def test_a_paced_control_frame_flood_is_closed(tmp_path: Path, kind: str) -> None:
+    """Many reads of a few hundred PINGs (or SUBs) each: no single read is a flood, but the
+    connection overdraws its control-frame budget and is closed; others keep being served."""
+    async with running_node(tmp_path) as node:
+        polite = await RawConn.tcp(node.tcp_port)
+        assert (await polite.connect("polite")).reason_code == 1
+        flood = await RawConn.tcp(node.tcp_port)
+        assert (await flood.connect("flood")).reason_code == 1
+        if kind == "ping":
+            frame = wk.PING_BYTES
+        else:
+            frame = wk.encode(wk.Sub(0, "s1", "g1", 2, 0), wk.LATEST_VERSION)
+        chunk = frame * 500
+        for _ in range(2 * CONTROL_FRAMES_BURST // 500):  # twice the burst, refills are slower
+            if not node.presence.sessions_of("flood"):
+                break
+            await flood.write(chunk)
         await wait_until(lambda: not node.presence.sessions_of("flood"))
         await polite.write(wk.PING_BYTES)
         assert await polite.next_frame() == wk.PONG

@@ -32,6 +32,8 @@ from wukongim.protocol.wkproto import (
     Decoder,
     Disconnect,
     Frame,
+    RecvAck,
+    Send,
     Side,
     encode,
 )
@@ -42,9 +44,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLOSING_TIMEOUT_S = 30.0  # a kicked session is aborted if its socket is not closed by then
-# SDKs send one PING a minute. Tens of thousands in one read are a flood whose PONGs (one WS
-# message each) would hold the loop for seconds: the connection is closed instead.
-PINGS_PER_READ_MAX = 10_000
+# Control frames (PING, SUB, and anything else that is neither SEND nor RECVACK) each cost a
+# reply. SDKs send one PING a minute and SUB now and then; a flood of them (a WS message per
+# PONG) would hold the loop for seconds and delay everybody. Each connection has a budget:
+# CONTROL_FRAMES_BURST at once, refilled at CONTROL_FRAMES_PER_S by the idle sweep. A connection
+# that overdraws it is closed as a flood (docs/conformance-findings.md F6).
+CONTROL_FRAMES_BURST = 10_000
+CONTROL_FRAMES_PER_S = 1_000
 
 
 class ConnState(enum.Enum):
@@ -114,6 +120,7 @@ class Session:
         "_out",
         "_output_bytes_max",
         "conn_id",
+        "control_budget",
         "crypto",
         "device_flag",
         "device_id",
@@ -149,6 +156,7 @@ class Session:
         self.crypto: SessionCrypto | None = None
         self.jsonrpc = False  # JSON-RPC connections carry no encryption (wkproto §8)
         self.pending_recv: dict[int, PendingRecv] = {}
+        self.control_budget = float(CONTROL_FRAMES_BURST)  # see CONTROL_FRAMES_PER_S
         self.touched = False
         self.idle_since_s = now_s
         self.registry = registry
@@ -182,16 +190,19 @@ class Session:
             self.abort()
             return
         handler = self._handler
-        pings = 0
         for frame in frames:
             state = self.state
             if state is _OPEN:
+                kind = type(frame)
+                if kind is Send or kind is RecvAck:
+                    handler.on_frame(self, frame)
+                    continue
+                self.control_budget -= 1
+                if self.control_budget < 0:
+                    log.warning("closing %r: flood of %s frames", self, kind.__name__)
+                    self.abort()
+                    return
                 if frame is PING:  # the decoder returns the singleton
-                    pings += 1
-                    if pings > PINGS_PER_READ_MAX:
-                        log.warning("closing %r: PING flood", self)
-                        self.abort()
-                        return
                     self.write(PONG_BYTES)
                 else:
                     handler.on_frame(self, frame)
@@ -303,6 +314,7 @@ class SessionRegistry:
         self._sessions: dict[int, Session] = {}
         self._next_id = 0
         self._to_flush: list[Session] = []
+        self._last_sweep_s: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.auth_idle_timeout_s = auth_idle_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -349,8 +361,15 @@ class SessionRegistry:
         return iter(list(self._sessions.values()))
 
     def sweep_idle(self, now_s: float) -> None:
-        """Close sessions idle past their deadline: 4 s before auth, connIdleTime after."""
+        """Close sessions idle past their deadline: 4 s before auth, connIdleTime after. Refill
+        every session's control-frame budget for the time since the last sweep."""
+        last, self._last_sweep_s = self._last_sweep_s, now_s
+        refill = CONTROL_FRAMES_PER_S * (now_s - last) if last is not None else 0.0
         for session in list(self._sessions.values()):
+            if session.control_budget < CONTROL_FRAMES_BURST:
+                session.control_budget = min(
+                    float(CONTROL_FRAMES_BURST), session.control_budget + refill
+                )
             if session.touched:
                 session.touched = False
                 session.idle_since_s = now_s
