@@ -94,6 +94,7 @@ class Stats:
     completed_in_window: int = 0
     started: int = 0
     completed: int = 0
+    per_second: list[int] = field(default_factory=list)  # completions per second of the window
     sendack_us: list[int] = field(default_factory=list)
     recv_us: list[int] = field(default_factory=list)
     start_lag_us: list[int] = field(default_factory=list)
@@ -183,6 +184,11 @@ class Pair:
         stats.completed += 1
         if stats.window_start <= t < stats.window_end:
             stats.completed_in_window += 1
+            second = int(t - stats.window_start)
+            per_second = stats.per_second
+            while len(per_second) <= second:
+                per_second.append(0)
+            per_second[second] += 1
         self.run.on_complete(self, t)
 
 
@@ -307,6 +313,7 @@ class Run:
             "completed_in_window": s.completed_in_window,
             "started": s.started,
             "completed": s.completed,
+            "per_second": s.per_second,
             "inflight_at_end": still,
             "sendack_us": s.sendack_us,
             "recv_us": s.recv_us,

@@ -61,6 +61,7 @@ DRAIN_S = 5.0
 
 
 KEEP_LOG = os.environ.get("ONE_TO_ONE_SERVER_LOG", "")  # copy the server's log to this path
+TIMELINE = os.environ.get("ONE_TO_ONE_TIMELINE", "") == "1"  # print completions per second
 
 
 def payload_text(size: int) -> str:
@@ -228,6 +229,8 @@ def one_run(opts: Options) -> RunResult:
             for start, end in zip(ticks_start, ticks_end, strict=True)
         ]
         user_s, sys_s = cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1]
+        if TIMELINE:
+            print(f"      completed per second: {result.get('per_second')}", flush=True)
         return summarize(result, opts, (user_s, sys_s), rss, idle, busy)
     except BaseException:
         if server is not None:
