@@ -41,6 +41,11 @@ from wukongim.server.sessions import Session
 
 log = logging.getLogger(__name__)
 
+# A batch (one fsync round) can hold hundreds of sends. Its SENDACKs and RECVs are flushed every
+# FLUSH_EVERY sends instead of once at the end, so clients get their first replies (and start
+# their next sends, on their own cores) while the rest of the batch is still being delivered.
+FLUSH_EVERY = 64
+
 
 class Proposer(Protocol):
     def submit(
@@ -207,7 +212,13 @@ class SendPath:
             else:
                 results = iter(cast("list[SendResult]", proposal.result()))
         deliver = self._delivery.deliver
+        flush_now = self._delivery.flush_now
+        countdown = FLUSH_EVERY
         for session, flags, client_seq, cmd, api_future in batch.items:
+            countdown -= 1
+            if not countdown:
+                countdown = FLUSH_EVERY
+                flush_now()
             if cmd.no_persist:
                 result = self._planner.plan_send(cmd)
             elif results is None:
