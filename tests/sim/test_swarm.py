@@ -24,6 +24,18 @@ def test_swarm_seeds_pass(seeds: range) -> None:
     assert not failures, f"{len(failures)} of {len(seeds)} seeds failed:\n" + "\n".join(failures)
 
 
+# Seeds that once failed, kept as regressions (docs/sim-findings.md).
+REGRESSION_SEEDS = [
+    30813,  # a removed node deposing leaders with pre-vote and check-quorum both off
+]
+
+
+@pytest.mark.parametrize("seed", REGRESSION_SEEDS)
+def test_regression_seed_passes(seed: int) -> None:
+    result = run_seed(seed)
+    assert result.ok, result.describe()
+
+
 def test_runner_prints_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(seeds=3, first_seed=0, seed=None, steps=150) == 0
     lines = capsys.readouterr().out.splitlines()

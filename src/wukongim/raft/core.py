@@ -495,13 +495,17 @@ class RawNode:
         t = m.type
         if t in _VOTE_REQUESTS:
             in_lease = (
-                self.config.check_quorum
-                and self.leader_id != 0
+                self.leader_id != 0
                 and self._election_elapsed < self.config.election_tick
+                and m.context != CAMPAIGN_TRANSFER
             )
-            if in_lease and m.context != CAMPAIGN_TRANSFER:
+            if in_lease and (self.config.check_quorum or m.frm not in self.prs):
                 # Leader lease: we heard from a live leader recently; a disruptive candidate
-                # (e.g. one back from a partition) must not depose it.
+                # (e.g. one back from a partition) must not depose it. Without check-quorum the
+                # lease covers only candidates outside our configuration: a removed node that
+                # never learned of its removal would otherwise depose every new leader (thesis
+                # §4.2.3); a member's request is still heard (a leader that can send but not
+                # receive must not keep its followers in lease forever).
                 return False
         if t == MT.MSG_PRE_VOTE or (t == MT.MSG_PRE_VOTE_RESP and not m.reject):
             return True  # pre-votes never change our term

@@ -246,6 +246,24 @@ def test_leader_lease_followers_ignore_votes_while_leader_is_alive():
     assert follower.vote == 3
 
 
+def test_without_check_quorum_the_lease_still_ignores_a_removed_node():
+    """Thesis §4.2.3: a removed node that never learned of its removal times out again and
+    again. Without check-quorum a member's vote request is still heard, but a request from a
+    node outside the configuration must not depose a live leader or its followers."""
+    net = Network([1, 2, 3], config=RaftConfig(pre_vote=False, check_quorum=False))
+    net.elect(1)
+    term = net.nodes[1].term
+    for node_id in (1, 2):  # the leader and a follower that just heard from it
+        node = net.nodes[node_id]
+        node.step(Message(MT.MSG_VOTE, GROUP, 9, node_id, term + 1, log_term=term, index=100))
+        assert node.term == term
+        assert not any(m.type == MT.MSG_VOTE_RESP for m in drain(node))
+    follower = net.nodes[2]  # a member's request is heard: no lease without check-quorum
+    follower.step(Message(MT.MSG_VOTE, GROUP, 3, 2, term + 1, log_term=term, index=100))
+    assert follower.term == term + 1
+    assert follower.vote == 3
+
+
 def test_stale_leader_steps_down_when_a_follower_answers_with_higher_term():
     net = Network([1, 2, 3])
     net.elect(1)
