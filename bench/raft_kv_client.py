@@ -59,10 +59,8 @@ def encode_request(request_id: int, path: str, body: bytes) -> bytes:
     length): one pack per request, the load generator's hot path. Same bytes as nw.encode."""
     parts = _TAILS.get((path, len(body)))
     if parts is None:
-        whole = nw.encode(nw.Request(0, path, body))
-        head_len = 11  # magic, type, u32 BE length
-        parts = (whole[:head_len], whole[head_len + 8 : len(whole) - len(body)])
-        _TAILS[(path, len(body))] = parts
+        head, tail = _request_parts(path, body)
+        parts = _TAILS[(path, len(body))] = (head, tail[: len(tail) - len(body)])
     head, middle = parts
     return head + _REQUEST_ID.pack(request_id) + middle + body
 
@@ -82,9 +80,9 @@ _OK_HEAD = nw.encode(nw.Response(0, nw.Status.OK))[:_HEADER_LEN]
 _OK_TAIL = nw.encode(nw.Response(0, nw.Status.OK))[_HEADER_LEN + 8 :]
 
 
-def _put_request_parts(body: bytes) -> tuple[bytes, bytes]:
-    """The bytes of a /put request frame before and after its request id."""
-    whole = nw.encode(nw.Request(0, "/put", body))
+def _request_parts(path: str, body: bytes) -> tuple[bytes, bytes]:
+    """The bytes of a Request frame before and after its request id."""
+    whole = nw.encode(nw.Request(0, path, body))
     return whole[:_HEADER_LEN], whole[_HEADER_LEN + 8 :]
 
 
@@ -362,7 +360,7 @@ class LoadGen:
         # in a random order (one permutation, cycled: each key once per `keys` puts).
         order = list(range(cfg.keys))
         rng.shuffle(order)
-        parts = [_put_request_parts(put_body(b"key%08d" % i, value)) for i in order]
+        parts = [_request_parts("/put", put_body(b"key%08d" % i, value)) for i in order]
         # two lists of bytes, not a list of tuples: nothing here for the GC to scan
         self.heads = [head for head, _ in parts]
         self.tails = [tail for _, tail in parts]

@@ -32,9 +32,6 @@ class SyncNowCommitter:
         self.commits += 1
         self.store.sync()
 
-    def commit_future(self) -> asyncio.Future[None]:
-        return asyncio.ensure_future(self.commit())
-
     def commit_then(self, callback: Callable[[BaseException | None], None]) -> None:
         async def commit_and_tell() -> None:
             try:

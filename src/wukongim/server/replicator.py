@@ -7,7 +7,7 @@ Pipeline, one round per loop turn with proposals (the first `submit` of a turn s
 
   1. take every proposal made since the last round: one log entry per proposal, term 1,
      consecutive indexes;
-  2. append them to the raft log and start `committer.commit()`: one fsync'd batch, off the
+  2. append them to the raft log and start `committer.commit_then()`: one fsync'd batch, off the
      loop. The next round does not wait: it is appended while this fsync runs and goes out in
      the next one (the group committer keeps one sync in flight), so the loop keeps decoding,
      applying and delivering while the disk works;
@@ -46,17 +46,10 @@ COMPACT_EVERY_BYTES = 8 * 1024 * 1024  # also bounds the replay after a crash
 
 
 class Committer(Protocol):
-    async def commit(self) -> None:
-        """Make every write buffered in the log store so far durable (fsync), off the loop."""
-        ...
-
-    def commit_future(self) -> asyncio.Future[None]:
-        """The same as `commit()`, as a future (no task per round)."""
-        ...
-
     def commit_then(self, callback: Callable[[BaseException | None], None]) -> None:
-        """The same as `commit()`, as a callback called on the loop with the sync's error (or
-        None) as soon as the sync returns: no future, no extra loop iteration."""
+        """Make every write buffered in the log store so far durable (fsync), off the loop;
+        then call `callback` on the loop with the sync's error (or None) as soon as the sync
+        returns: no future, no extra loop iteration."""
         ...
 
 
