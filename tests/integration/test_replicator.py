@@ -84,6 +84,26 @@ async def test_one_turn_is_one_entry_and_results_keep_order() -> None:
     await task
 
 
+async def test_now_starts_the_round_at_once_with_what_was_queued() -> None:
+    kv = MemoryKVStore()
+    log = MemoryRaftLogStore(kv)
+    machine, replicator, _ = _node(kv, log)
+    task = await _run(replicator)
+    queued = replicator.submit(GROUP, [_message(1)])
+    assert replicator.round_count == 0  # a plain submit waits for the next turn
+    at_once = replicator.submit(GROUP, [_message(2)], now=True)
+    # appended in this call, with the proposal queued before it, as one round of two entries
+    assert replicator.round_count == 1
+    assert replicator.last_index == 2
+    results = await queued + await at_once
+    assert [r.message_seq for r in results if isinstance(r, SendResult)] == [1, 2]
+    await asyncio.sleep(0)  # the round scheduled by the first submit finds nothing left
+    assert replicator.round_count == 1
+    assert machine.applied_index() == 2
+    replicator.stop()
+    await task
+
+
 async def test_recovery_replays_durable_entries_after_a_crash() -> None:
     kv = MemoryKVStore()
     log = MemoryRaftLogStore(kv)

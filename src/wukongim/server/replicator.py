@@ -113,12 +113,22 @@ class LocalReplicator:
     # ---- proposing -----------------------------------------------------------------------
 
     def submit(
-        self, group: int, commands: Sequence[Command], *, on_done: OnDone | None = None
+        self,
+        group: int,
+        commands: Sequence[Command],
+        *,
+        on_done: OnDone | None = None,
+        now: bool = False,
     ) -> ProposalFuture:
         """Queue `commands` as one log entry; the future resolves with one result per command
         once the entry is durable and applied. `on_done(future)`, if given, is called right
         after the future is resolved (or failed), in the same loop iteration: unlike a done
-        callback of the future, it costs no extra turn of the loop."""
+        callback of the future, it costs no extra turn of the loop.
+
+        The round that appends the proposals of a loop turn starts in the next turn, so that
+        one round takes them all. `now=True` starts it at once, with this proposal and any
+        queued before it: for a caller that already gathered a turn's work into this one
+        proposal (the send path), waiting a turn would only add a poll phase of latency."""
         if group != self.group:
             raise ValueError(f"this node serves group {self.group}, not {group}")
         if self._stopped or self._failed is not None:
@@ -126,6 +136,10 @@ class LocalReplicator:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Result]] = loop.create_future()
         pending = self._pending
+        if now:
+            pending.append((list(commands), future, on_done))
+            self._start_round()  # a round scheduled earlier in this turn finds nothing left
+            return future
         if not pending:  # the first proposal of this turn: one round takes them all
             loop.call_soon(self._round)
         pending.append((list(commands), future, on_done))

@@ -54,9 +54,11 @@ class Proposer(Protocol):
         commands: Sequence[Command],
         *,
         on_done: Callable[[asyncio.Future[list[Result]]], None] | None = None,
+        now: bool = False,
     ) -> asyncio.Future[list[Result]]:
         """The future resolves with the results once durable and applied; `on_done(future)` is
-        called right after, in the same loop iteration."""
+        called right after, in the same loop iteration. `now=True`: this proposal holds the
+        whole turn's work, start replicating it at once (not one loop turn later)."""
         ...
 
 
@@ -178,7 +180,9 @@ class SendPath:
         proposal: asyncio.Future[list[Result]] | None = None
         if persisted:
             try:
-                proposal = self._proposer.submit(self._group, persisted, on_done=self._drain)
+                proposal = self._proposer.submit(
+                    self._group, persisted, on_done=self._drain, now=True
+                )
             except RuntimeError as exc:
                 log.error("cannot propose %d messages: %s", len(persisted), exc)
                 proposal = self._loop.create_future()
