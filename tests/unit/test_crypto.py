@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import padding
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wukongim.protocol import crypto
 from wukongim.protocol.crypto import (
     SALT_ALPHABET,
     ClientKeyPair,
@@ -41,6 +43,17 @@ SEND_V5 = bytes.fromhex(
     "343432633765396461316539456d68525265394f2b6a2f4939356e494f6378714f4f366a41544247666a6a4e"
     "396c674e65476e337775513d"
 )
+
+
+@pytest.fixture(scope="module", autouse=True, params=["accel", "pure"])
+def crypto_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test of this module runs on the C accelerator and on the pure-Python path."""
+    if request.param == "accel" and not crypto.ACCELERATED:
+        pytest.skip("the C accelerator is not built here")
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "pure":
+            patch.setattr(crypto, "_accel", None)
+        yield request.param
 
 
 def _server_session() -> SessionCrypto:

@@ -33,6 +33,12 @@ Rules of this file
     ciphertext block written; E(R xor C_last) = IV, so the state is the IV again; drop the first
     16 output bytes. (R is computed once per message, after encrypting.)
   Only whole blocks are ever fed, so no partial block is ever left inside a context.
+* Faster still: where the C accelerator `_wkcrypto` is built (x86-64 with AES-NI; setup.py
+  builds it when a compiler is present), the hot calls (`open_send`, `seal_recv`, the payload and
+  msgKey steps) run in one C call each: ~1.5 us instead of ~8. It only takes the happy path;
+  when it returns None (bad base64, length or padding, a msgKey mismatch) the pure-Python code
+  below runs and decides, so both paths accept and reject exactly the same inputs.
+  `SessionCrypto(..., accel=False)` forces the pure-Python path (the tests run both).
 """
 
 from __future__ import annotations
@@ -49,6 +55,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wukongim.protocol.errors import BadClientKeyError, CryptoError, PayloadDecryptError
+
+try:
+    from wukongim.protocol import _wkcrypto as _accel
+except ImportError:  # not built (no compiler) or no AES-NI: the pure-Python path serves
+    _accel = None  # type: ignore[assignment]
+
+ACCELERATED: Final = _accel is not None
 
 if TYPE_CHECKING:
     from wukongim.protocol.wkproto import Send
@@ -94,13 +107,23 @@ class SessionCrypto:
     contexts rewound, also when it raises.
     """
 
-    __slots__ = ("_decryptor", "_encryptor", "_rewind", "_rewind_block", "aes_iv", "aes_key")
+    __slots__ = (
+        "_decryptor",
+        "_encryptor",
+        "_ks",
+        "_rewind",
+        "_rewind_block",
+        "aes_iv",
+        "aes_key",
+    )
 
-    def __init__(self, aes_key: bytes, aes_iv: bytes) -> None:
+    def __init__(self, aes_key: bytes, aes_iv: bytes, *, accel: bool = True) -> None:
         if len(aes_key) != _BLOCK or len(aes_iv) != _BLOCK:
             raise CryptoError("AES key and IV must be 16 bytes")
-        self.aes_key = aes_key
-        self.aes_iv = aes_iv
+        self.aes_key = aes_key = bytes(aes_key)
+        self.aes_iv = aes_iv = bytes(aes_iv)
+        # the C accelerator's key schedule; None: the pure-Python path
+        self._ks = _accel.expand_key(aes_key) if accel and _accel is not None else None
         self._encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(aes_iv)).encryptor()
         self._decryptor = Cipher(algorithms.AES(aes_key), modes.CBC(aes_iv)).decryptor()
         ecb = Cipher(algorithms.AES(aes_key), modes.ECB()).decryptor()
@@ -111,6 +134,9 @@ class SessionCrypto:
 
     def encrypt(self, plain: bytes) -> bytes:
         """AES-128-CBC/PKCS#7 ciphertext of `plain` (raw bytes, not base64)."""
+        ks = self._ks
+        if ks is not None:
+            return _accel.encrypt(ks, self.aes_iv, plain)
         prefix = self._rewind_block
         out = self._encryptor.update(b"".join((prefix, plain, _PADS[_BLOCK - len(plain) % _BLOCK])))
         self._rewind_block = (self._rewind ^ int.from_bytes(out[-_BLOCK:])).to_bytes(_BLOCK)
@@ -131,10 +157,18 @@ class SessionCrypto:
 
     def encrypt_payload(self, plain: bytes) -> bytes:
         """The wire payload: base64 ASCII of the ciphertext."""
+        ks = self._ks
+        if ks is not None:
+            return _accel.encrypt_b64(ks, self.aes_iv, plain)
         return _b64(self.encrypt(plain))
 
     def decrypt_payload(self, wire: bytes) -> bytes:
         """Plaintext of a wire payload; PayloadDecryptError on bad base64, length or padding."""
+        ks = self._ks
+        if ks is not None:
+            plain: bytes | None = _accel.decrypt_b64(ks, self.aes_iv, wire)
+            if plain is not None:
+                return plain
         try:
             cipher_text = _b64decode(wire, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
@@ -145,6 +179,9 @@ class SessionCrypto:
 
     def msg_key(self, sign: bytes) -> str:
         """md5hex(base64(AES(sign))): 32 lowercase hex chars."""
+        ks = self._ks
+        if ks is not None:
+            return _accel.msg_key(ks, self.aes_iv, sign)
         return hashlib.md5(_b64(self.encrypt(sign))).hexdigest()
 
     def send_msg_key(
@@ -173,10 +210,14 @@ class SessionCrypto:
         (`send_msg_key_ok` + `decrypt_payload` in one call: this is the hot path.)
         """
         wire = send.payload
-        sign = (
-            f"{send.client_seq}{send.client_msg_no}{send.channel_id}{send.channel_type}".encode()
-            + wire
-        )
+        head = f"{send.client_seq}{send.client_msg_no}{send.channel_id}{send.channel_type}".encode()
+        ks = self._ks
+        if ks is not None:
+            plain: bytes | None = _accel.open(ks, self.aes_iv, head, wire, send.msg_key)
+            if plain is not None:
+                return plain
+            # a mismatch or an unusual payload: the code below raises the precise error
+        sign = head + wire
         prefix = self._rewind_block
         out = self._encryptor.update(b"".join((prefix, sign, _PADS[_BLOCK - len(sign) % _BLOCK])))
         self._rewind_block = (self._rewind ^ int.from_bytes(out[-_BLOCK:])).to_bytes(_BLOCK)
@@ -198,6 +239,13 @@ class SessionCrypto:
     ) -> tuple[bytes, str]:
         """(wire payload, msgKey) of a RECV: `encrypt_payload(plain)` and `recv_msg_key` over
         it in one call (the fan-out hot path)."""
+        ks = self._ks
+        if ks is not None:
+            head = (
+                f"{message_id}{message_seq}{client_msg_no}{timestamp_s}"
+                f"{from_uid}{channel_id}{channel_type}"
+            ).encode()
+            return _accel.seal(ks, self.aes_iv, head, plain)
         update = self._encryptor.update
         rewind = self._rewind
         prefix = self._rewind_block
