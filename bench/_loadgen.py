@@ -96,6 +96,7 @@ class Stats:
     completed: int = 0
     per_second: list[int] = field(default_factory=list)  # completions per second of the window
     sendack_us: list[int] = field(default_factory=list)
+    sendack_start_ms: list[int] = field(default_factory=list)  # send time of each sendack_us
     recv_us: list[int] = field(default_factory=list)
     start_lag_us: list[int] = field(default_factory=list)
     reasons: Counter[int] = field(default_factory=Counter)
@@ -150,6 +151,7 @@ class Pair:
         entry[1] = True
         if stats.window_start <= entry[0] < stats.window_end:
             stats.sendack_us.append(int((t - entry[0]) * 1e6))
+            stats.sendack_start_ms.append(int((entry[0] - stats.window_start) * 1e3))
         if frame.reason_code != wkproto.ReasonCode.SUCCESS:
             entry[2] = True  # a rejected message is never delivered
         if entry[2]:
@@ -316,6 +318,7 @@ class Run:
             "per_second": s.per_second,
             "inflight_at_end": still,
             "sendack_us": s.sendack_us,
+            "sendack_start_ms": s.sendack_start_ms,
             "recv_us": s.recv_us,
             "start_lag_us": s.start_lag_us,
             "reasons": {str(k): v for k, v in s.reasons.items()},

@@ -70,6 +70,16 @@ def payload_text(size: int) -> str:
     return head + "x" * max(0, size - len(head) - len(tail)) + tail
 
 
+def sendack_p99_by_second(result: dict[str, Any]) -> list[float]:
+    """p99 SEND->SENDACK (ms) of the messages sent in each second of the window."""
+    by_second: dict[int, list[int]] = {}
+    for start_ms, us in zip(
+        result.get("sendack_start_ms", []), result.get("sendack_us", []), strict=True
+    ):
+        by_second.setdefault(start_ms // 1000, []).append(us)
+    return [round(percentile(v, 0.99) / 1000, 1) for _, v in sorted(by_second.items())]
+
+
 def percentile(samples: list[int], q: float) -> float:
     if not samples:
         return float("nan")
@@ -231,6 +241,7 @@ def one_run(opts: Options) -> RunResult:
         user_s, sys_s = cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1]
         if TIMELINE:
             print(f"      completed per second: {result.get('per_second')}", flush=True)
+            print(f"      SENDACK p99 ms by second sent: {sendack_p99_by_second(result)}")
         return summarize(result, opts, (user_s, sys_s), rss, idle, busy)
     except BaseException:
         if server is not None:
