@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from wukongim.protocol import crypto
 from wukongim.protocol.crypto import (
@@ -23,7 +24,7 @@ from wukongim.protocol.crypto import (
     server_handshake,
 )
 from wukongim.protocol.errors import BadClientKeyError, CryptoError, PayloadDecryptError
-from wukongim.protocol.wkproto import Decoder, Side
+from wukongim.protocol.wkproto import Decoder, Send, Side
 
 CLIENT_PRIVATE = bytes.fromhex("3031323334353637383961626364656630313233343536373839616263646566")
 CLIENT_KEY = "hlF7wMOf6Ha3ZGy1407gPa9xzLrWdFDBapcK2MvAPn4="
@@ -203,6 +204,18 @@ def test_wrong_msg_key_fails_open_send() -> None:
     assert not session.send_msg_key_ok(send)  # type: ignore[arg-type]
     with pytest.raises(PayloadDecryptError):
         session.open_send(send)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("msg_key", ["é" * 32, "é" * 16, "鍵" * 11, ""])
+def test_a_non_ascii_msg_key_is_a_mismatch_not_a_crash(msg_key: str) -> None:
+    (send,) = Decoder(Side.SERVER, 5).feed(SEND_V5)
+    assert isinstance(send, Send)
+    bad = replace(send, msg_key=msg_key)
+    session = _server_session()
+    assert not session.send_msg_key_ok(bad)
+    with pytest.raises(PayloadDecryptError):
+        session.open_send(bad)
+    assert session.open_send(send) == PLAIN
 
 
 def test_unusable_server_key_raises_crypto_error() -> None:

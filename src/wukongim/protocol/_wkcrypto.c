@@ -514,8 +514,9 @@ static PyObject *py_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     }
     Py_ssize_t nk;
     const char *given = PyUnicode_AsUTF8AndSize(args[4], &nk);
-    if (given == NULL) {
-        return NULL;
+    if (given == NULL) { /* e.g. a lone surrogate: not ours to judge, the Python path decides */
+        PyErr_Clear();
+        Py_RETURN_NONE;
     }
     char hex[32];
     if (msg_key_of(ks, iv, head, nh, wire, nw, hex) < 0) {

@@ -201,7 +201,8 @@ class SessionCrypto:
         expected = self.send_msg_key(
             send.client_seq, send.client_msg_no, send.channel_id, send.channel_type, send.payload
         )
-        return secrets.compare_digest(expected, send.msg_key)
+        given = send.msg_key  # compare_digest raises TypeError on non-ASCII str
+        return given.isascii() and secrets.compare_digest(expected, given)
 
     def open_send(self, send: Send) -> bytes:
         """Verify a SEND's msgKey and decrypt its payload (§5.5).
@@ -222,7 +223,8 @@ class SessionCrypto:
         out = self._encryptor.update(b"".join((prefix, sign, _PADS[_BLOCK - len(sign) % _BLOCK])))
         self._rewind_block = (self._rewind ^ int.from_bytes(out[-_BLOCK:])).to_bytes(_BLOCK)
         expected = _md5(_b64(out[_BLOCK:] if prefix else out)).hexdigest()
-        if not secrets.compare_digest(expected, send.msg_key):
+        given = send.msg_key  # compare_digest raises TypeError on non-ASCII str
+        if not (given.isascii() and secrets.compare_digest(expected, given)):
             raise PayloadDecryptError("msgKey mismatch")
         return self.decrypt_payload(wire)
 
