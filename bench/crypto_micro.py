@@ -3,7 +3,8 @@
     python bench/crypto_micro.py [iterations]
 
 Compares the session's reused CBC contexts (what the server uses) with building a Cipher per
-call, for a typical 28-byte chat payload and a 1 KiB payload.
+call, for a typical 28-byte chat payload and a 1 KiB payload, and the server's two per-message
+calls (open_send, seal_recv) on the C accelerator and on the pure-Python path.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from functools import partial
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from wukongim.protocol.crypto import SessionCrypto, server_handshake
+from wukongim.protocol.crypto import ACCELERATED, SessionCrypto, server_handshake
 from wukongim.protocol.wkproto import (
     Decoder,
+    Send,
     Side,
     encode_recv,
     encode_sendack,
@@ -50,17 +52,41 @@ def main() -> None:
     hs = server_handshake(CLIENT_KEY)
     session: SessionCrypto = hs.session
     key, iv = session.aes_key, session.aes_iv
+    way = "C accelerator" if ACCELERATED else "reused context"
     for name, plain in (("28 B", SMALL), ("1 KiB", LARGE)):
         wire = session.encrypt_payload(plain)
         raw = session.encrypt(plain)
         cases: list[tuple[str, Callable[[], object]]] = [
-            ("encrypt_payload {} (reused context)", partial(session.encrypt_payload, plain)),
+            (f"encrypt_payload {{}} ({way})", partial(session.encrypt_payload, plain)),
             ("encrypt {} (new Cipher per call)", partial(per_call_cipher_encrypt, key, iv, plain)),
-            ("decrypt_payload {} (reused context)", partial(session.decrypt_payload, wire)),
+            (f"decrypt_payload {{}} ({way})", partial(session.decrypt_payload, wire)),
             ("decrypt {} (new Cipher per call)", partial(per_call_cipher_decrypt, key, iv, raw)),
         ]
         for label, fn in cases:
             measure(label.format(name), fn, number)
+    # The two per-message calls of the server, on the C accelerator and on the pure-Python path
+    # (a 100-byte payload as in bench.one_to_one).
+    plain = b'{"type":1,"content":"' + b"x" * 77 + b'"}'
+    pure = SessionCrypto(key, iv, accel=False)
+    wire = pure.encrypt_payload(plain)
+    send_frame = Send(
+        setting=0,
+        client_seq=12345,
+        client_msg_no="9f3b2c1a-msgno",
+        channel_id="u42",
+        channel_type=1,
+        payload=wire,
+        msg_key=pure.send_msg_key(12345, "9f3b2c1a-msgno", "u42", 1, wire),
+    )
+    recv_args = (1234567890123456789, 17, "9f3b2c1a-msgno", 1700000001, "u41", "u42", 1, plain)
+    paths = [("pure Python", pure)]
+    if ACCELERATED:
+        paths.insert(0, ("C accelerator", SessionCrypto(key, iv)))
+    else:
+        print("(the C accelerator is not built here)")
+    for path, crypto in paths:
+        measure(f"open_send 100 B ({path})", partial(crypto.open_send, send_frame), number)
+        measure(f"seal_recv 100 B ({path})", partial(crypto.seal_recv, *recv_args), number)
     wire = session.encrypt_payload(SMALL)
     measure(
         "send_msg_key (28 B payload)",

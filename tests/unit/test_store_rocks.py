@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from wukongim.store.interfaces import HardState, LogEntry
 from wukongim.store.memory import MemoryWriteBatch
 from wukongim.store.raftlog import RocksRaftLogStore, StoreFailedError
-from wukongim.store.rocks import RocksKVStore
+from wukongim.store.rocks import BACKGROUND_NICE, RocksKVStore
 
 _CHILD = textwrap.dedent(
     """
@@ -147,3 +148,20 @@ def test_range_read_of_entries(tmp_path: Path) -> None:
     assert log.entries(5, 200) == []
     log.close()
     kv.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_background_threads_run_at_the_lowest_priority(tmp_path: Path) -> None:
+    kv = RocksKVStore.open(tmp_path / "db")
+    try:
+        tasks = Path("/proc/self/task")
+        niceness = {
+            int(tid.name): os.getpriority(os.PRIO_PROCESS, int(tid.name))
+            for tid in tasks.iterdir()
+            if (tid / "comm").read_text().strip().startswith("rocksdb:")
+        }
+        assert niceness  # RocksDB starts its flush and compaction threads at open
+        assert set(niceness.values()) == {BACKGROUND_NICE}
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # not ours
+    finally:
+        kv.close()
