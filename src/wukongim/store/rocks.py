@@ -9,11 +9,11 @@ Threads: RocksDB is thread-safe and rocksdict releases the GIL while writing, so
 Creating a column family is guarded by a lock.
 
 CPU priority: RocksDB's flush and compaction threads ("rocksdb:*") get the lowest priority
-(nice 19, Linux) when the database opens. A memtable flush costs ~0.2-0.3 s of CPU at once; at
-the same priority it halves the event loop's share of its core for that long, and every message
-in flight waits (seen as 20-40 ms SENDACK p99 spikes at 10,000 msg/s with the server on one
-core). At nice 19 the flush runs in the loop's idle time; should it still fall behind, RocksDB's
-own write stall throttles the writers, which frees the CPU for it.
+(nice 19, Linux) when the database opens. A memtable flush costs 0.1-0.3 s of CPU at once; at
+the same priority it takes half of the event loop's core for that long while messages wait (at
+window 16 with the server on one core: +9% msg/s with nice 19, docs/benchmarks.md session 3).
+At nice 19 the flush runs in the loop's idle time; should it fall behind, RocksDB's own write
+stall throttles the writers, which frees the CPU for it.
 """
 
 from __future__ import annotations
