@@ -180,3 +180,18 @@ def test_decrypt_payload_of_arbitrary_bytes_agrees(key: bytes, iv: bytes, wire: 
             return f"error: {exc}"
 
     assert outcome(fast) == outcome(pure)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 1535, 1536, 2047, 2048, 2049, 65_536, 700_000])
+def test_large_and_edge_sizes_agree(size: int) -> None:
+    # the C code switches from a stack buffer to the heap past 2 KiB
+    fast, pure = _pair(bytes(range(16)), b"Salt0123456789AB")
+    plain = bytes(i * 7 % 256 for i in range(size))
+    wire = fast.encrypt_payload(plain)
+    assert wire == pure.encrypt_payload(plain)
+    assert fast.decrypt_payload(wire) == plain
+    assert fast.msg_key(plain) == pure.msg_key(plain)
+    args = (1, 2, "no", 3, "from", "to", 1)
+    assert fast.seal_recv(*args, plain) == pure.seal_recv(*args, plain)
+    send = _send(pure, 9, "no", "to", plain)
+    assert fast.open_send(send) == pure.open_send(send) == plain
