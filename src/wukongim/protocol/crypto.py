@@ -111,6 +111,7 @@ class SessionCrypto:
         "_decryptor",
         "_encryptor",
         "_ks",
+        "_pure_ready",
         "_rewind",
         "_rewind_block",
         "aes_iv",
@@ -124,11 +125,20 @@ class SessionCrypto:
         self.aes_iv = aes_iv = bytes(aes_iv)
         # the C accelerator's key schedule; None: the pure-Python path
         self._ks = _accel.expand_key(aes_key) if accel and _accel is not None else None
-        self._encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(aes_iv)).encryptor()
-        self._decryptor = Cipher(algorithms.AES(aes_key), modes.CBC(aes_iv)).decryptor()
-        ecb = Cipher(algorithms.AES(aes_key), modes.ECB()).decryptor()
-        self._rewind = int.from_bytes(ecb.update(aes_iv))  # AES_decrypt(IV)
+        # The pure-Python path's CBC contexts (~2 KB of OpenSSL state per connection): built
+        # at once without the accelerator, else on its first fallback (a rare, bad input).
+        self._pure_ready = False
+        if self._ks is None:
+            self._init_pure()
+
+    def _init_pure(self) -> None:
+        key, iv = self.aes_key, self.aes_iv
+        self._encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        self._decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        ecb = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+        self._rewind = int.from_bytes(ecb.update(iv))  # AES_decrypt(IV)
         self._rewind_block = b""  # the encryptor starts at the IV
+        self._pure_ready = True
 
     # ---- raw AES
 
@@ -147,6 +157,8 @@ class SessionCrypto:
         n = len(cipher_text)
         if n == 0 or n % _BLOCK:
             raise PayloadDecryptError(f"ciphertext length {n} is not a positive multiple of 16")
+        if not self._pure_ready:
+            self._init_pure()
         plain = self._decryptor.update(self.aes_iv + cipher_text)[_BLOCK:]
         pad = plain[-1]
         if not 1 <= pad <= _BLOCK or plain[-pad:] != _PADS[pad]:
@@ -218,6 +230,8 @@ class SessionCrypto:
             if plain is not None:
                 return plain
             # a mismatch or an unusual payload: the code below raises the precise error
+            if not self._pure_ready:
+                self._init_pure()
         sign = head + wire
         prefix = self._rewind_block
         out = self._encryptor.update(b"".join((prefix, sign, _PADS[_BLOCK - len(sign) % _BLOCK])))
