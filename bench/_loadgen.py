@@ -16,6 +16,7 @@ pairs, and latency is measured from the scheduled time (no coordinated omission)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import json
@@ -76,13 +77,87 @@ class Conn(asyncio.Protocol):
         self.transport.write(data)
 
 
+class WsConn(Conn):
+    """WKProto over WebSocket (spec §1.2): one frame per binary WS message. A lean client
+    framing of our own (not aiohttp's client) so that the generator stays cheap: every frame
+    goes out masked with the all-zero key (valid, RFC 6455 §5.3, and costs no XOR)."""
+
+    def __init__(self, handshake: Handshake, host: str, port: int) -> None:
+        super().__init__(handshake)
+        self._host = f"{host}:{port}"
+        self._upgraded = False
+        self._buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.transport.write(
+            (
+                f"GET / HTTP/1.1\r\nHost: {self._host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                raise ConnectionError(f"WebSocket upgrade refused: {buf[:40]!r}")
+            self._upgraded = True
+            buf = buf[end + 4 :]
+            self.write(self.handshake.connect_bytes())
+        pos, n = 0, len(buf)
+        payloads = []
+        while n - pos >= 2:
+            size, head = buf[pos + 1] & 0x7F, 2
+            if size == 126:
+                if n - pos < 4:
+                    break
+                size, head = int.from_bytes(buf[pos + 2 : pos + 4]), 4
+            elif size == 127:
+                if n - pos < 10:
+                    break
+                size, head = int.from_bytes(buf[pos + 2 : pos + 10]), 10
+            if n - pos < head + size:
+                break
+            if buf[pos] & 0x0F == 2:  # binary: one WKProto frame (server frames are unmasked)
+                payloads.append(buf[pos + head : pos + head + size])
+            pos += head + size
+        self._buf = buf[pos:]
+        if payloads:
+            super().data_received(b"".join(payloads))
+
+    def write(self, data: bytes) -> None:
+        """`data` is ONE encoded frame (Run.queue_write keeps them apart for WS)."""
+        assert self.transport is not None
+        self.transport.write(ws_frame(data))
+
+
+def ws_frame(data: bytes) -> bytes:
+    n = len(data)
+    if n < 126:
+        return b"\x82" + bytes((0x80 | n,)) + _ZERO_MASK + data
+    if n < 65536:
+        return b"\x82\xfe" + n.to_bytes(2) + _ZERO_MASK + data
+    return b"\x82\xff" + n.to_bytes(8) + _ZERO_MASK + data
+
+
+_ZERO_MASK = bytes(4)
+
+
 async def open_conn(
-    host: str, port: int, uid: str, version: int, limit: asyncio.Semaphore
+    host: str, port: int, uid: str, version: int, limit: asyncio.Semaphore, *, ws: bool = False
 ) -> tuple[Conn, Handshake, wkproto.Connack]:
     loop = asyncio.get_running_loop()
     handshake = Handshake(uid=uid, token="bench", version=version)
+    factory = (lambda: WsConn(handshake, host, port)) if ws else (lambda: Conn(handshake))
     async with limit, asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-        _, conn = await loop.create_connection(lambda: Conn(handshake), host, port)
+        _, conn = await loop.create_connection(factory, host, port)
         connack = await conn.connack
     return conn, handshake, connack
 
@@ -225,7 +300,12 @@ class Run:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
         for conn, chunks in dirty.items():
-            if not conn.closed:
+            if conn.closed:
+                continue
+            if isinstance(conn, WsConn):  # one WS message per frame, one write for all
+                assert conn.transport is not None
+                conn.transport.write(b"".join(map(ws_frame, chunks)))
+            else:
                 conn.write(b"".join(chunks))
 
     def on_complete(self, pair: Pair, t: float) -> None:
@@ -238,12 +318,13 @@ class Run:
         host, port = self.config["host"], int(self.config["port"])
         version = int(self.config["version"])
         plaintext = self.config["payload"].encode()
+        ws = bool(self.config.get("ws", False))
         limit = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
         first = int(self.config["first_pair"])
         tasks = []
         for i in range(first, first + int(self.config["pairs"])):
-            tasks.append(open_conn(host, port, f"bs{i}", version, limit))
-            tasks.append(open_conn(host, port, f"br{i}", version, limit))
+            tasks.append(open_conn(host, port, f"bs{i}", version, limit, ws=ws))
+            tasks.append(open_conn(host, port, f"br{i}", version, limit, ws=ws))
         opened = await asyncio.gather(*tasks)
         for n, i in enumerate(range(first, first + int(self.config["pairs"]))):
             sender, handshake, connack = opened[2 * n]

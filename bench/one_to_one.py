@@ -26,6 +26,7 @@ The payload is 100 bytes of plaintext JSON (152 bytes on the wire once encrypted
   python -m bench.one_to_one --window 16,1         # both windows
   python -m bench.one_to_one --rate 10000          # fixed rate: p99 SENDACK at 10,000 msg/s
   python -m bench.one_to_one --idle-conns 10000    # also hold 10,000 idle connections
+  python -m bench.one_to_one --ws                  # the same load over WebSocket
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Options:
     server_core: int | None
     load_core: int | None
     server_args: list[str]
+    ws: bool = False  # the load connects over WebSocket (:5200) instead of TCP (:5100)
 
 
 @dataclass
@@ -201,7 +203,8 @@ def one_run(opts: Options) -> RunResult:
             {
                 "mode": "load",
                 "host": "127.0.0.1",
-                "port": server.tcp_port,
+                "port": server.ws_port if opts.ws else server.tcp_port,
+                "ws": opts.ws,
                 "version": opts.version,
                 "first_pair": 0,
                 "pairs": opts.pairs,
@@ -320,6 +323,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[int]]:
     parser.add_argument("--idle-conns", type=int, default=0)
     parser.add_argument("--version", type=int, default=5, help="WKProto version of the clients")
     parser.add_argument("--no-fsync", action="store_true", help="pass --no-fsync to the server")
+    parser.add_argument(
+        "--ws", action="store_true", help="load over WebSocket (:5200), one frame per message"
+    )
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -357,10 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             server_core=None if args.no_pin else args.server_core,
             load_core=None if args.no_pin else args.load_core,
             server_args=list(args.server_args),
+            ws=args.ws,
         )
         mode = f"rate {args.rate:.0f}/s" if args.rate else "closed loop"
         print(
-            f"== one_to_one: {opts.pairs} pairs, window {window}, {mode}, "
+            f"== one_to_one: {opts.pairs} pairs{' over WebSocket' if opts.ws else ''}, "
+            f"window {window}, {mode}, "
             f"{PAYLOAD_BYTES} B payload, v{opts.version}, encryption on, "
             f"fsync {'on' if opts.fsync else 'off'}, {opts.warmup:g} s warm-up + "
             f"{opts.seconds:g} s window, server core {opts.server_core}, "
