@@ -71,11 +71,18 @@ class RawConn:
         return conn
 
     @classmethod
-    async def ws(cls, port: int, path: str = "/") -> RawConn:
+    async def ws(cls, port: int, path: str = "/", *, compress: int = 0) -> RawConn:
+        """`compress=15` offers permessage-deflate, as browsers and Node's `ws` do."""
         conn = cls()
         conn._http = aiohttp.ClientSession()
-        conn._ws = await conn._http.ws_connect(f"http://{HOST}:{port}{path}")
+        conn._ws = await conn._http.ws_connect(f"http://{HOST}:{port}{path}", compress=compress)
         return conn
+
+    @property
+    def ws_compress(self) -> int:
+        """The permessage-deflate window the server agreed to (0: none)."""
+        assert self._ws is not None
+        return int(self._ws.compress)
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

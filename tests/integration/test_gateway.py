@@ -128,6 +128,31 @@ async def test_malformed_input_closes_only_that_connection(tmp_path: Path) -> No
         await healthy.close()
 
 
+async def test_ws_frames_leave_one_per_message_uncompressed_at_any_size(tmp_path: Path) -> None:
+    # The server frames WS messages itself (one transport write per turn), so it must refuse
+    # permessage-deflate even when the client offers it, and get the 7/16/64-bit lengths right.
+    async with running_node(tmp_path) as node:
+        sender = await RawConn.ws(node.ws_port, compress=15)
+        recipient = await RawConn.ws(node.ws_port, compress=15)
+        assert sender.ws_compress == recipient.ws_compress == 0
+        assert (await sender.connect("wsbig1")).reason_code == 1
+        assert (await recipient.connect("wsbig2")).reason_code == 1
+        await sender.write(wk.PING_BYTES * 3)  # three frames in one message
+        for _ in range(3):
+            assert await sender.next_frame() == wk.PONG
+        assert sender.ws_messages[-3:] == [wk.PONG_BYTES] * 3  # and three messages back
+        texts = [b"x", b"y" * 200, b"z" * 70_000]  # RECVs under 126 bytes, under 64 KiB, over
+        for seq, text in enumerate(texts, 1):
+            await sender.send_text("wsbig2", 1, text, client_seq=seq)
+            assert (await sender.expect(wk.SendAck)).reason_code == 1
+            recv = await recipient.expect(wk.Recv)
+            assert recipient.open_recv(recv) == text
+            assert wk.encode(recv, recipient.version) == recipient.ws_messages[-1]
+            await recipient.ack(recv)
+        await sender.close()
+        await recipient.close()
+
+
 async def test_idle_timeouts_before_and_after_auth(tmp_path: Path) -> None:
     async with running_node(tmp_path, auth_idle_timeout_s=0.2, conn_idle_time_s=0.4) as node:
         silent = await RawConn.tcp(node.tcp_port)

@@ -2,8 +2,14 @@
 
 Inbound: the payloads of all data messages (binary or text) form ONE byte stream, so a frame may
 span messages and a message may hold several frames (wkproto §1.2). Outbound: exactly one frame
-per binary message; the legacy JS SDK mis-parses coalesced frames. Each connection has one writer
-task that drains its queue, so a slow socket never blocks the loop.
+per binary message; the legacy JS SDK mis-parses coalesced frames.
+
+Outbound frames of a loop turn leave in ONE `transport.write`, like on TCP: we frame the WS
+messages ourselves (a server frame is a 2-10 byte header, unmasked) instead of awaiting aiohttp's
+`send_bytes` once per message, which cost a socket write per WKProto frame. That needs messages
+without permessage-deflate, so the handshake does not offer it (`compress=False`); encrypted
+payloads would not compress anyway. aiohttp still reads, answers pings and closes. Output the
+socket has not taken stays in the transport's buffer, which the session's output cap watches.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -25,14 +32,33 @@ WS_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
 WS_MESSAGE_OVERHEAD_BYTES = 64  # queue slot + object + WS header, roughly
 
 
+def ws_message(opcode_byte: int, payload: bytes) -> bytes:
+    """One unmasked, unfragmented WS message (RFC 6455 §5.2) as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return bytes((opcode_byte, n)) + payload
+    if n < 65536:
+        return b"".join((bytes((opcode_byte, 126)), n.to_bytes(2), payload))
+    return b"".join((bytes((opcode_byte, 127)), n.to_bytes(8), payload))
+
+
+_BINARY = 0x82  # FIN + binary
+_TEXT = 0x81  # FIN + text
+_SMALL_HEADERS = tuple(bytes((_BINARY, n)) for n in range(126))
+
+
 class WsLink:
-    """`Link` over an aiohttp WebSocketResponse."""
+    """`Link` over an aiohttp WebSocketResponse (see the module docstring for the writes)."""
 
-    __slots__ = ("_aborted", "_bytes", "_closing", "_queue", "_wake", "_ws", "remote")
+    __slots__ = ("_aborted", "_bytes", "_closing", "_queue", "_transport", "_wake", "_ws", "remote")
 
-    def __init__(self, ws: web.WebSocketResponse, remote: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, remote: str, transport: asyncio.Transport | None = None
+    ) -> None:
         self.remote = remote
         self._ws = ws
+        # None: every message goes through aiohttp's writer task (compression or no transport)
+        self._transport = transport
         self._queue: deque[bytes | str] = deque()
         self._bytes = 0
         self._wake = asyncio.Event()
@@ -41,6 +67,20 @@ class WsLink:
 
     def write_frames(self, frames: list[bytes]) -> None:
         if self._closing:
+            return
+        transport = self._transport
+        if transport is not None:
+            if transport.is_closing():
+                return
+            headers = _SMALL_HEADERS
+            transport.write(
+                b"".join(
+                    [
+                        headers[len(f)] + f if len(f) < 126 else ws_message(_BINARY, f)
+                        for f in frames
+                    ]
+                )
+            )
             return
         self._queue.extend(frames)
         for frame in frames:
@@ -51,6 +91,11 @@ class WsLink:
         """JSON-RPC replies: one WS text message each."""
         if self._closing:
             return
+        transport = self._transport
+        if transport is not None:
+            if not transport.is_closing():
+                transport.write(b"".join(ws_message(_TEXT, t.encode()) for t in texts))
+            return
         self._queue.extend(texts)
         for text in texts:
             self._bytes += len(text)
@@ -59,7 +104,9 @@ class WsLink:
     def buffered_bytes(self) -> int:
         # Each queued item is a WS message of its own: count its overhead too, so that a flood
         # of tiny frames reaches the output cap like a flood of big ones.
-        return self._bytes + len(self._queue) * WS_MESSAGE_OVERHEAD_BYTES
+        queued = self._bytes + len(self._queue) * WS_MESSAGE_OVERHEAD_BYTES
+        transport = self._transport
+        return queued if transport is None else queued + transport.get_write_buffer_size()
 
     def close(self) -> None:
         self._closing = True
@@ -110,11 +157,13 @@ def make_ws_app(factory: SessionFactory, *, jsonrpc: bool = True) -> web.Applica
     any path."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=WS_MESSAGE_BYTES_MAX, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=WS_MESSAGE_BYTES_MAX, autoping=True, compress=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="expected a WebSocket upgrade")
         await ws.prepare(request)
-        link = WsLink(ws, _remote(request))
+        transport = request.transport
+        raw = cast("asyncio.Transport", transport) if not ws.compress else None
+        link = WsLink(ws, _remote(request), raw)
         session = factory(link)
         try:
             async with asyncio.TaskGroup() as tasks:
