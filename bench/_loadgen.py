@@ -76,6 +76,10 @@ class Conn(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Several encoded frames in one socket write."""
+        self.write(b"".join(frames))
+
 
 class WsConn(Conn):
     """WKProto over WebSocket (spec §1.2): one frame per binary WS message. A lean client
@@ -133,9 +137,14 @@ class WsConn(Conn):
             super().data_received(b"".join(payloads))
 
     def write(self, data: bytes) -> None:
-        """`data` is ONE encoded frame (Run.queue_write keeps them apart for WS)."""
+        """`data` is ONE encoded frame: one WS message."""
         assert self.transport is not None
         self.transport.write(ws_frame(data))
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """One WS message per frame, all in one socket write."""
+        assert self.transport is not None
+        self.transport.write(b"".join(map(ws_frame, frames)))
 
 
 def ws_frame(data: bytes) -> bytes:
@@ -299,14 +308,9 @@ class Run:
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, {}
-        for conn, chunks in dirty.items():
-            if conn.closed:
-                continue
-            if isinstance(conn, WsConn):  # one WS message per frame, one write for all
-                assert conn.transport is not None
-                conn.transport.write(b"".join(map(ws_frame, chunks)))
-            else:
-                conn.write(b"".join(chunks))
+        for conn, frames in dirty.items():
+            if not conn.closed:
+                conn.write_frames(frames)
 
     def on_complete(self, pair: Pair, t: float) -> None:
         if self.rate <= 0 and t < self.stop_starting_at:

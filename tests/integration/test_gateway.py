@@ -207,11 +207,17 @@ async def test_client_disconnect_closes(tmp_path: Path) -> None:
         await wait_until(lambda: not node.presence.sessions_of("quitter"))
 
 
-async def test_slow_consumer_is_disconnected_others_keep_going(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_slow_consumer_is_disconnected_others_keep_going(
+    tmp_path: Path, transport: str
+) -> None:
     async with running_node(tmp_path, conn_output_bytes_max=64 * 1024) as node:
         sender = await RawConn.tcp(node.tcp_port)
         assert (await sender.connect("firehose")).reason_code == 1
-        sleeper = await RawConn.tcp(node.tcp_port)  # connects, then never reads again
+        # connects, then never reads again
+        sleeper = await (
+            RawConn.tcp(node.tcp_port) if transport == "tcp" else RawConn.ws(node.ws_port)
+        )
         assert (await sleeper.connect("sleeper")).reason_code == 1
         big = b"x" * 20_000
         sent = 0

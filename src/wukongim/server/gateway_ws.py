@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
-from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -29,7 +27,6 @@ from wukongim.server.sessions import Session
 log = logging.getLogger(__name__)
 
 WS_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
-WS_MESSAGE_OVERHEAD_BYTES = 64  # queue slot + object + WS header, roughly
 
 
 def ws_message(opcode_byte: int, payload: bytes) -> bytes:
@@ -48,100 +45,58 @@ _SMALL_HEADERS = tuple(bytes((_BINARY, n)) for n in range(126))
 
 
 class WsLink:
-    """`Link` over an aiohttp WebSocketResponse (see the module docstring for the writes)."""
+    """`Link` over an aiohttp WebSocketResponse: our WS messages go straight to its transport
+    (see the module docstring); aiohttp only closes the WebSocket, in `run_closer`."""
 
-    __slots__ = ("_aborted", "_bytes", "_closing", "_queue", "_transport", "_wake", "_ws", "remote")
+    __slots__ = ("_closing", "_transport", "_wake", "_ws", "remote")
 
     def __init__(
-        self, ws: web.WebSocketResponse, remote: str, transport: asyncio.Transport | None = None
+        self, ws: web.WebSocketResponse, remote: str, transport: asyncio.Transport
     ) -> None:
         self.remote = remote
         self._ws = ws
-        # None: every message goes through aiohttp's writer task (compression or no transport)
         self._transport = transport
-        self._queue: deque[bytes | str] = deque()
-        self._bytes = 0
         self._wake = asyncio.Event()
         self._closing = False
-        self._aborted = False
 
     def write_frames(self, frames: list[bytes]) -> None:
-        if self._closing:
-            return
         transport = self._transport
-        if transport is not None:
-            if transport.is_closing():
-                return
-            headers = _SMALL_HEADERS
-            transport.write(
-                b"".join(
-                    [
-                        headers[len(f)] + f if len(f) < 126 else ws_message(_BINARY, f)
-                        for f in frames
-                    ]
-                )
-            )
+        if self._closing or transport.is_closing():
             return
-        self._queue.extend(frames)
-        for frame in frames:
-            self._bytes += len(frame)
-        self._wake.set()
+        headers = _SMALL_HEADERS
+        transport.write(
+            b"".join(
+                [headers[len(f)] + f if len(f) < 126 else ws_message(_BINARY, f) for f in frames]
+            )
+        )
 
     def write_texts(self, texts: list[str]) -> None:
         """JSON-RPC replies: one WS text message each."""
-        if self._closing:
-            return
         transport = self._transport
-        if transport is not None:
-            if not transport.is_closing():
-                transport.write(b"".join(ws_message(_TEXT, t.encode()) for t in texts))
+        if self._closing or transport.is_closing():
             return
-        self._queue.extend(texts)
-        for text in texts:
-            self._bytes += len(text)
-        self._wake.set()
+        transport.write(b"".join(ws_message(_TEXT, t.encode()) for t in texts))
 
     def buffered_bytes(self) -> int:
-        # Each queued item is a WS message of its own: count its overhead too, so that a flood
-        # of tiny frames reaches the output cap like a flood of big ones.
-        queued = self._bytes + len(self._queue) * WS_MESSAGE_OVERHEAD_BYTES
-        transport = self._transport
-        return queued if transport is None else queued + transport.get_write_buffer_size()
+        return self._transport.get_write_buffer_size()
 
     def close(self) -> None:
+        """Close the WebSocket (close handshake) once what was written has been sent."""
         self._closing = True
         self._wake.set()
 
     def abort(self) -> None:
-        self._aborted = True
-        self._queue.clear()
-        self._bytes = 0
+        """Drop the connection and whatever it has not sent (protocol error, slow consumer)."""
+        self._transport.abort()
         self.close()
 
-    async def run_writer(self) -> None:
-        """Send queued frames one per message until closed; then close the WebSocket."""
-        ws = self._ws
-        queue = self._queue
+    async def run_closer(self) -> None:
+        """Wait for `close()`, then close the WebSocket."""
+        await self._wake.wait()
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    item = queue.popleft()
-                    self._bytes -= len(item)
-                    if type(item) is bytes:
-                        await ws.send_bytes(item)
-                    else:
-                        await ws.send_str(item)  # type: ignore[arg-type]
-                if self._closing:
-                    break
+            await self._ws.close()
         except ConnectionError as exc:
-            log.debug("ws %s: write failed: %s", self.remote, exc)
-        except Exception:  # connection boundary: log it, close this socket, keep serving
-            log.exception("ws %s: writer failed", self.remote)
-        finally:
-            queue.clear()
-            await ws.close()
+            log.debug("ws %s: close failed: %s", self.remote, exc)
 
 
 SessionFactory = Callable[[WsLink], Session]
@@ -162,12 +117,13 @@ def make_ws_app(factory: SessionFactory, *, jsonrpc: bool = True) -> web.Applica
             return web.Response(status=400, text="expected a WebSocket upgrade")
         await ws.prepare(request)
         transport = request.transport
-        raw = cast("asyncio.Transport", transport) if not ws.compress else None
-        link = WsLink(ws, _remote(request), raw)
+        if transport is None:  # the peer left during the handshake
+            return ws
+        link = WsLink(ws, _remote(request), transport)
         session = factory(link)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(link.run_writer())
+                tasks.create_task(link.run_closer())
                 try:
                     await _read_loop(ws, session, link if jsonrpc else None)
                 finally:
